@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/meterflow/meterflow/internal/broker"
+	"github.com/meterflow/meterflow/internal/device"
+	"github.com/meterflow/meterflow/internal/httpapi"
+	"github.com/meterflow/meterflow/internal/influx"
+	"github.com/meterflow/meterflow/internal/ingest"
+	"github.com/meterflow/meterflow/internal/journal"
+	"github.com/meterflow/meterflow/internal/postgres"
+)
+
+// InfluxFlags address the InfluxDB bucket.
+type InfluxFlags struct {
+	URL    string `name:"influx-url" env:"MF_INFLUX_URL" default:"http://127.0.0.1:8086" help:"InfluxDB URL (${env})."`
+	Org    string `name:"influx-org" env:"MF_INFLUX_ORG" default:"" help:"InfluxDB 2.x organisation; empty for 1.8 (${env})."`
+	Bucket string `name:"influx-bucket" env:"MF_INFLUX_BUCKET" default:"meterflow/autogen" help:"InfluxDB 2.x bucket, or database/retention-policy for 1.8 (${env})."`
+	Token  string `name:"influx-token" env:"MF_INFLUX_TOKEN" default:"" help:"InfluxDB 2.x token, or user:password for 1.8 with auth (${env})."`
+}
+
+// Config returns the adapter configuration.
+func (f InfluxFlags) Config() influx.Config {
+	return influx.Config{URL: f.URL, Org: f.Org, Bucket: f.Bucket, Token: f.Token}
+}
+
+// ServeCmd is the configuration of `meterflow serve`.
+type ServeCmd struct {
+	HTTPAddr string        `name:"http-addr" env:"MF_HTTP_ADDR" default:"127.0.0.1:8080" help:"HTTP listen address: API, portal, /healthz, /readyz, /metrics (${env})."`
+	Migrate  bool          `name:"migrate" env:"MF_MIGRATE" default:"false" help:"Apply database migrations at start-up (${env})."`
+	Shutdown time.Duration `name:"shutdown-timeout" env:"MF_SHUTDOWN_TIMEOUT" default:"20s" help:"How long a graceful shutdown may take (${env})."`
+
+	Postgres PostgresFlags `embed:"" group:"PostgreSQL"`
+	Influx   InfluxFlags   `embed:"" group:"InfluxDB"`
+
+	MQTTAddr     string        `name:"mqtt-addr" env:"MF_MQTT_ADDR" default:"127.0.0.1:1883" help:"MQTT listen address; empty disables plain MQTT (${env})."`
+	MQTTTLSAddr  string        `name:"mqtt-tls-addr" env:"MF_MQTT_TLS_ADDR" default:"" help:"MQTT over TLS listen address (${env})."`
+	MQTTTLSCert  string        `name:"mqtt-tls-cert" env:"MF_MQTT_TLS_CERT" default:"" help:"TLS certificate file (PEM) (${env})."`
+	MQTTTLSKey   string        `name:"mqtt-tls-key" env:"MF_MQTT_TLS_KEY" default:"" help:"TLS private key file (PEM) (${env})."`
+	MQTTClientCA string        `name:"mqtt-tls-client-ca" env:"MF_MQTT_TLS_CLIENT_CA" default:"" help:"CA whose certificates authenticate meters by Common Name (${env})."`
+	MaxPayload   int           `name:"max-payload-bytes" env:"MF_MAX_PAYLOAD_BYTES" default:"65536" help:"Largest reading payload accepted (${env})."`
+	AuthCacheTTL time.Duration `name:"auth-cache-ttl" env:"MF_AUTH_CACHE_TTL" default:"5m" help:"How long a meter credential is cached (${env})."`
+
+	JournalDir      string        `name:"journal-dir" env:"MF_JOURNAL_DIR" default:"./data/journal" help:"Directory of the durable ingest journal (${env})."`
+	JournalMaxBytes int64         `name:"journal-max-bytes" env:"MF_JOURNAL_MAX_BYTES" default:"4294967296" help:"Disk budget for readings not yet in the stores; past it meters are not acknowledged (${env})."`
+	Workers         int           `name:"ingest-workers" env:"MF_INGEST_WORKERS" default:"2" help:"Ingest worker partitions (${env})."`
+	BatchSize       int           `name:"ingest-batch-size" env:"MF_INGEST_BATCH_SIZE" default:"5000" help:"Rows per store write (${env})."`
+	FlushInterval   time.Duration `name:"ingest-flush-interval" env:"MF_INGEST_FLUSH_INTERVAL" default:"250ms" help:"Longest wait before a partial batch is written (${env})."`
+	SnapshotEvery   time.Duration `name:"ingest-snapshot-interval" env:"MF_INGEST_SNAPSHOT_INTERVAL" default:"5s" help:"How often meter states are saved and the journal trimmed (${env})."`
+}
+
+// Validate checks every setting and reports all problems at once.
+func (c *ServeCmd) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("http-addr: %w", err))
+	}
+	errs = append(errs, c.Postgres.Config().Validate(), c.Influx.Config().Validate(), c.brokerConfig().Validate())
+	if c.MaxPayload < 256 || c.MaxPayload > 1<<20 {
+		errs = append(errs, fmt.Errorf("max-payload-bytes: %d is outside 256..1048576", c.MaxPayload))
+	}
+	if c.JournalDir == "" {
+		errs = append(errs, errors.New("journal-dir: must be set"))
+	}
+	if c.JournalMaxBytes < 64<<20 {
+		errs = append(errs, fmt.Errorf("journal-max-bytes: %d is below the 64 MiB minimum", c.JournalMaxBytes))
+	}
+	if c.Workers < 1 || c.Workers > 256 {
+		errs = append(errs, fmt.Errorf("ingest-workers: %d is outside 1..256", c.Workers))
+	}
+	if c.BatchSize < 1 {
+		errs = append(errs, errors.New("ingest-batch-size: must be positive"))
+	}
+	if c.FlushInterval <= 0 || c.SnapshotEvery <= 0 {
+		errs = append(errs, errors.New("ingest-flush-interval and ingest-snapshot-interval: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *ServeCmd) brokerConfig() broker.Config {
+	return broker.Config{
+		TCPAddr: c.MQTTAddr, TLSAddr: c.MQTTTLSAddr,
+		CertFile: c.MQTTTLSCert, KeyFile: c.MQTTTLSKey, ClientCAFile: c.MQTTClientCA,
+		MaxPacketBytes: uint32(c.MaxPayload) + 1024,
+	}
+}
+
+// Run serves until ctx ends (SIGINT or SIGTERM), then shuts down in order.
+func (c *ServeCmd) Run(ctx context.Context, log *slog.Logger) error {
+	m := &Main{Config: *c, Logger: log}
+	if err := m.Run(ctx); err != nil {
+		_ = m.Close()
+		return err
+	}
+	log.Info("meterflow serving", "http", m.HTTPAddr(), "mqtt", addrString(m.Broker.TCPAddr()), "mqtt_tls", addrString(m.Broker.TLSAddr()))
+	<-ctx.Done()
+	log.Info("shutting down")
+	return m.Close()
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// Main is the running server. Tests start it with port 0 addresses and
+// read the bound addresses back.
+type Main struct {
+	Config ServeCmd
+	Logger *slog.Logger
+
+	Registry *prometheus.Registry
+	DB       *postgres.DB
+	Influx   *influx.Client
+	Journal  *journal.Journal
+	Devices  *device.Registry
+	Pipeline *ingest.Pipeline
+	Broker   *broker.Broker
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+}
+
+// Run opens the stores, replays the journal and starts the listeners. It
+// returns once everything serves.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := m.Logger
+	m.Registry = prometheus.NewRegistry()
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if cfg.Migrate {
+		from, to, err := postgres.Migrate(ctx, cfg.Postgres.URL)
+		if err != nil {
+			return err
+		}
+		log.Info("database migrated", "from_version", from, "to_version", to)
+	}
+	var err error
+	if m.DB, err = postgres.Open(ctx, cfg.Postgres.Config()); err != nil {
+		return err
+	}
+	if m.Influx, err = influx.Open(cfg.Influx.Config()); err != nil {
+		return err
+	}
+	if m.Journal, err = journal.Open(journal.Options{Dir: cfg.JournalDir, MaxBytes: cfg.JournalMaxBytes, Logger: log.With("component", "journal")}); err != nil {
+		return fmt.Errorf("open journal: %w", err)
+	}
+	m.Devices = device.NewRegistry(&postgres.Meters{DB: m.DB}, device.Config{CacheTTL: cfg.AuthCacheTTL, Logger: log})
+
+	m.Pipeline = ingest.NewPipeline(ingest.PipelineConfig{
+		Workers: cfg.Workers, BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval,
+		SnapshotInterval: cfg.SnapshotEvery, Logger: log.With("component", "ingest"),
+	}, m.Journal, influx.NewSink(m.Influx), &postgres.IngestSink{DB: m.DB}, m.Registry)
+	if err := m.Pipeline.Start(ctx); err != nil {
+		return err
+	}
+	front := ingest.NewFront(ingest.FrontConfig{MaxPayloadBytes: cfg.MaxPayload}, m.Journal, m.Registry)
+	if m.Broker, err = broker.New(cfg.brokerConfig(), m.Devices, front, log, m.Registry); err != nil {
+		return err
+	}
+	if err := m.Broker.Start(); err != nil {
+		return err
+	}
+
+	api := httpapi.New(httpapi.Config{
+		Logger:   log,
+		Gatherer: m.Registry,
+		Checks: []httpapi.Check{
+			{Name: "postgres", Probe: m.DB.Ping},
+			{Name: "influxdb", Probe: m.Influx.Ping},
+		},
+	})
+	if m.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+	}
+	m.httpSrv = &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := m.httpSrv.Serve(m.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+	return nil
+}
+
+// HTTPAddr is the bound HTTP address.
+func (m *Main) HTTPAddr() string {
+	if m.httpLn == nil {
+		return ""
+	}
+	return m.httpLn.Addr().String()
+}
+
+// Close shuts down in order: stop taking requests and readings, drain the
+// pipeline into the stores, then close the journal and the stores.
+func (m *Main) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.Shutdown)
+	defer cancel()
+	var errs []error
+	if m.httpSrv != nil {
+		errs = append(errs, m.httpSrv.Shutdown(ctx))
+	}
+	if m.Broker != nil {
+		errs = append(errs, m.Broker.Close())
+	}
+	if m.Pipeline != nil {
+		errs = append(errs, m.Pipeline.Stop())
+	}
+	if m.Journal != nil {
+		errs = append(errs, m.Journal.Close())
+	}
+	if m.Influx != nil {
+		m.Influx.Close()
+	}
+	if m.DB != nil {
+		m.DB.Close()
+	}
+	return errors.Join(errs...)
+}
