@@ -69,6 +69,7 @@ func testConfig(t *testing.T, influxURL, bucket string) ServeCmd {
 		JournalMaxBytes: 256 << 20,
 		Workers:         2, BatchSize: 2000,
 		FlushInterval: 50 * time.Millisecond, SnapshotEvery: 300 * time.Millisecond,
+		RollupEvery: time.Hour, // tests run passes themselves
 	}
 }
 
@@ -166,6 +167,28 @@ func influxCount(t *testing.T, url, bucket, meterID string) int {
 	return n
 }
 
+// influxSum sums the quantity field of a measurement.
+func influxSum(t *testing.T, url, bucket, measurement, pred string) float64 {
+	t.Helper()
+	c, err := influx.Open(influx.Config{URL: url, Bucket: bucket})
+	require.NoError(t, err)
+	defer c.Close()
+	q := fmt.Sprintf(`from(bucket: %q) |> range(start: -400d, stop: 1d)
+		|> filter(fn: (r) => r._measurement == %q and r._field == "quantity" and %s)
+		|> group() |> sum()`, bucket, measurement, pred)
+	res, err := c.Query(context.Background(), q)
+	require.NoError(t, err)
+	defer res.Close()
+	sum := 0.0
+	for res.Next() {
+		if v, ok := res.Record().Value().(float64); ok {
+			sum += v
+		}
+	}
+	require.NoError(t, res.Err())
+	return sum
+}
+
 // pgUsage returns the sum of a meter's interval consumption and the number
 // of intervals.
 func pgUsage(t *testing.T, pgURL, meterID string) (sum int64, n int) {
@@ -205,6 +228,13 @@ func TestReadingsReachBothStoresOnce(t *testing.T) {
 	sum, _ := pgUsage(t, cfg.Postgres.URL, "E-1")
 	assert.Equal(t, want, sum, "interval consumption equals last register minus first")
 	assert.Equal(t, 40, influxCount(t, inf.URL, inf.Bucket, "E-1"))
+
+	// Hourly and daily rollups add up to the same consumption.
+	require.NoError(t, m.Rollups.RunOnce(context.Background()))
+	for _, ms := range []string{influx.MeasurementUsage1h, influx.MeasurementUsage1d} {
+		assert.InDelta(t, float64(want)/1000, influxSum(t, inf.URL, inf.Bucket, ms, `r.meter == "E-1"`), 1e-6, ms)
+	}
+	assert.InDelta(t, float64(want)/1000, influxSum(t, inf.URL, inf.Bucket, influx.MeasurementFleet1d, `r.utility == "electricity" and r.channel == "1-0:1.8.0"`), 1e-6)
 
 	resp, err := http.Get("http://" + m.HTTPAddr() + "/metrics")
 	require.NoError(t, err)

@@ -57,6 +57,7 @@ type ServeCmd struct {
 	BatchSize       int           `name:"ingest-batch-size" env:"MF_INGEST_BATCH_SIZE" default:"5000" help:"Rows per store write (${env})."`
 	FlushInterval   time.Duration `name:"ingest-flush-interval" env:"MF_INGEST_FLUSH_INTERVAL" default:"250ms" help:"Longest wait before a partial batch is written (${env})."`
 	SnapshotEvery   time.Duration `name:"ingest-snapshot-interval" env:"MF_INGEST_SNAPSHOT_INTERVAL" default:"5s" help:"How often meter states are saved and the journal trimmed (${env})."`
+	RollupEvery     time.Duration `name:"rollup-interval" env:"MF_ROLLUP_INTERVAL" default:"30s" help:"How often hourly and daily rollups are recomputed for changed windows (${env})."`
 }
 
 // Validate checks every setting and reports all problems at once.
@@ -81,8 +82,8 @@ func (c *ServeCmd) Validate() error {
 	if c.BatchSize < 1 {
 		errs = append(errs, errors.New("ingest-batch-size: must be positive"))
 	}
-	if c.FlushInterval <= 0 || c.SnapshotEvery <= 0 {
-		errs = append(errs, errors.New("ingest-flush-interval and ingest-snapshot-interval: must be positive"))
+	if c.FlushInterval <= 0 || c.SnapshotEvery <= 0 || c.RollupEvery <= 0 {
+		errs = append(errs, errors.New("ingest-flush-interval, ingest-snapshot-interval and rollup-interval: must be positive"))
 	}
 	return errors.Join(errs...)
 }
@@ -127,10 +128,14 @@ type Main struct {
 	Journal  *journal.Journal
 	Devices  *device.Registry
 	Pipeline *ingest.Pipeline
+	Rollups  *influx.Rollups
 	Broker   *broker.Broker
 
 	httpLn  net.Listener
 	httpSrv *http.Server
+	// stopBG ends the background loops started by Run.
+	stopBG context.CancelFunc
+	bgDone chan struct{}
 }
 
 // Run opens the stores, replays the journal and starts the listeners. It
@@ -163,13 +168,22 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Devices = device.NewRegistry(&postgres.Meters{DB: m.DB}, device.Config{CacheTTL: cfg.AuthCacheTTL, Logger: log})
 
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopBG, m.bgDone = stop, make(chan struct{})
+	m.Rollups = influx.NewRollups(m.Influx, log.With("component", "rollups"), time.Now())
+	sink := influx.NewSink(m.Influx)
+	sink.Rollups = m.Rollups
 	m.Pipeline = ingest.NewPipeline(ingest.PipelineConfig{
 		Workers: cfg.Workers, BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval,
 		SnapshotInterval: cfg.SnapshotEvery, Logger: log.With("component", "ingest"),
-	}, m.Journal, influx.NewSink(m.Influx), &postgres.IngestSink{DB: m.DB}, m.Registry)
-	if err := m.Pipeline.Start(ctx); err != nil {
+	}, m.Journal, sink, &postgres.IngestSink{DB: m.DB}, m.Registry)
+	if err := m.Pipeline.Start(bg); err != nil {
 		return err
 	}
+	go func() {
+		defer close(m.bgDone)
+		m.Rollups.Run(bg, cfg.RollupEvery)
+	}()
 	front := ingest.NewFront(ingest.FrontConfig{MaxPayloadBytes: cfg.MaxPayload}, m.Journal, m.Registry)
 	if m.Broker, err = broker.New(cfg.brokerConfig(), m.Devices, front, log, m.Registry); err != nil {
 		return err
@@ -228,6 +242,10 @@ func (m *Main) Close() error {
 	}
 	if m.Pipeline != nil {
 		errs = append(errs, m.Pipeline.Stop())
+	}
+	if m.stopBG != nil {
+		m.stopBG()
+		<-m.bgDone
 	}
 	if m.Journal != nil {
 		errs = append(errs, m.Journal.Close())

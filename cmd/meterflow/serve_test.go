@@ -16,7 +16,7 @@ func validServe() ServeCmd {
 		Postgres: PostgresFlags{URL: "postgres://u@127.0.0.1:5432/db", MaxConns: 4},
 		Influx:   InfluxFlags{URL: "http://127.0.0.1:8086", Bucket: "meterflow/autogen"},
 		MQTTAddr: "127.0.0.1:0", MaxPayload: 65536, JournalDir: "/tmp/j", JournalMaxBytes: 1 << 30,
-		Workers: 2, BatchSize: 100, FlushInterval: 1, SnapshotEvery: 1,
+		Workers: 2, BatchSize: 100, FlushInterval: 1, SnapshotEvery: 1, RollupEvery: 1,
 	}
 }
 

@@ -28,6 +28,8 @@ const (
 type Sink struct {
 	c    *Client
 	pool sync.Pool
+	// Rollups, when set, learns which hours each write touched.
+	Rollups *Rollups
 }
 
 var _ ingest.SeriesSink = (*Sink)(nil)
@@ -63,6 +65,15 @@ func (s *Sink) WriteSeries(ctx context.Context, b *ingest.Batch) error {
 	}
 	if err := s.c.WriteLines(ctx, sb.String()); err != nil {
 		return classify(err)
+	}
+	if s.Rollups != nil {
+		last := int64(-1)
+		for _, iv := range b.Intervals {
+			if h := iv.Start.Unix() / 3600; h != last {
+				s.Rollups.Touch(iv.Start)
+				last = h
+			}
+		}
 	}
 	return nil
 }
