@@ -333,8 +333,10 @@ func TestAcknowledgedReadingsSurviveKill9(t *testing.T) {
 		sm := dialMeter(t, c.mqtt, id, tokens[id])
 		const most = 20000
 		sm.startAgo(most + 10)
+		mu.Lock()
 		firstReg[id] = sm.reg
 		regAt[id] = map[uint64]meter.Value{}
+		mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

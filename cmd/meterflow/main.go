@@ -22,6 +22,13 @@ type CLI struct {
 	Serve   ServeCmd   `cmd:"" help:"Run the server: MQTT broker, ingest pipeline, HTTP API."`
 	Migrate MigrateCmd `cmd:"" help:"Apply database migrations and exit."`
 	Meters  MetersCmd  `cmd:"" help:"Provision, revoke and list meters."`
+
+	Tariffs  TariffsCmd  `cmd:"" help:"Load tariffs."`
+	BillRun  BillRunCmd  `cmd:"" name:"bill-run" help:"Bill every account whose cycle has ended."`
+	Bills    BillsCmd    `cmd:"" help:"Show bills."`
+	Accruals AccrualsCmd `cmd:"" help:"Keep the cost so far of running cycles current."`
+	Seed     SeedCmd     `cmd:"" help:"Generate synthetic households with usage (development, benchmarks)."`
+
 	Version VersionCmd `cmd:"" help:"Print the version."`
 }
 

@@ -72,3 +72,83 @@ func BenchmarkApply(b *testing.B) {
 	enc, _ := s.MarshalBinary()
 	b.ReportMetric(float64(len(enc)), "state-bytes")
 }
+
+// BenchmarkApplyReordered is BenchmarkApply with every tenth message
+// delivered after the one that follows it and every fiftieth delivered
+// twice: the re-sequencing and duplicate paths, whose exceptions allocate.
+func BenchmarkApplyReordered(b *testing.B) {
+	r := DefaultRules(meter.Electricity)
+	s := NewState(testMeter, meter.Electricity)
+	st := newBenchStream()
+	var out Output
+	held := meter.Message{Readings: make([]meter.Reading, 4)}
+	var heldRx time.Time
+	holding := false
+	apply := func(m meter.Message, rx time.Time) {
+		out.Reset()
+		s.Apply(&r, m, rx, &out)
+	}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		m, rx := st.next()
+		switch {
+		case st.step%10 == 0:
+			held.Seq = m.Seq
+			copy(held.Readings, m.Readings)
+			heldRx, holding = rx, true
+			continue
+		case holding:
+			apply(m, rx)
+			apply(held, heldRx.Add(time.Second))
+			holding = false
+			n += 2 * len(m.Readings)
+			continue
+		case st.step%50 == 1:
+			apply(m, rx)
+			n += len(m.Readings)
+		}
+		apply(m, rx)
+		n += len(m.Readings)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/reading")
+}
+
+// weekOldState returns the state of a meter after a week of the bench
+// stream, encoded.
+func weekOldState(b *testing.B) *State {
+	r := DefaultRules(meter.Electricity)
+	s := NewState(testMeter, meter.Electricity)
+	st := newBenchStream()
+	var out Output
+	for range 7 * 96 {
+		out.Reset()
+		m, rx := st.next()
+		s.Apply(&r, m, rx, &out)
+	}
+	return s
+}
+
+func BenchmarkMarshalBinary(b *testing.B) {
+	s := weekOldState(b)
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = s.AppendBinary(buf[:0])
+	}
+	b.ReportMetric(float64(len(buf)), "bytes")
+}
+
+func BenchmarkUnmarshalBinary(b *testing.B) {
+	buf, err := weekOldState(b).MarshalBinary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var back State
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := back.UnmarshalBinary(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

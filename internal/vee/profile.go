@@ -13,10 +13,11 @@ const (
 	// profileMin is how many hours of the week must have been learned
 	// before long gaps follow the profile instead of a flat line.
 	profileMin = 24
-	// profileShift makes each profile update move a bucket a quarter of
-	// the way to the new observation (an exponentially weighted average
-	// over about four weeks of the same hour).
-	profileShift = 2
+	// profileShift makes each profile update move a bucket an eighth of
+	// the way to the new observation: an exponentially weighted average
+	// over about eight spans in the same hour of the week, two weeks of
+	// 15-minute reads.
+	profileShift = 3
 	// profileScale is the largest bucket value: a rate of the channel's
 	// MaxPerHour.
 	profileScale = 1<<16 - 1

@@ -28,7 +28,8 @@ const (
 	// linear: rollovers, every gap estimated linearly, no spike check, so
 	// that the final intervals depend only on the set of applied reads.
 	kindLinear scenarioKind = iota
-	// resets: meter resets instead of rollovers, linear gaps.
+	// resets: meter resets instead of rollovers, and at most one corrupted
+	// read (an impossible jump up and back), linear gaps.
 	kindResets
 	// profile: rollovers, long gaps spread by the learned profile, spike
 	// check on: only the sum is order-independent.
@@ -36,7 +37,18 @@ const (
 	numKinds
 )
 
-const propModulus = 10_000 * meter.Scale // 10,000 kWh: rollovers come often
+// propModulus is small enough for rollovers to come often; with resets,
+// a large modulus keeps a reset or corrupted read from ever looking like a
+// plausible rollover over the longest span a scenario can have (48 h).
+func propModulus(kind scenarioKind) meter.Value {
+	if kind == kindResets {
+		return 100_000 * meter.Scale
+	}
+	return 10_000 * meter.Scale
+}
+
+// glitchJump is how far above the truth a corrupted read is.
+const glitchJump = 40_000 * meter.Scale
 
 var propChannels = [2]meter.Channel{imp, exp}
 
@@ -52,9 +64,11 @@ type scenario struct {
 	arrivals []arrival
 	// cum[c][t] is the true cumulative consumption of channel c at read
 	// time t (Unix ms); resetAfter[c] holds the times of reads that are
-	// the first after a reset.
+	// the first after a reset; glitch[c] is the time of the corrupted
+	// read, if any.
 	cum        [2]map[int64]meter.Value
 	resetAfter [2]map[int64]bool
+	glitch     [2]int64
 	times      []int64 // all read times, ascending
 }
 
@@ -67,7 +81,7 @@ func propRules(kind scenarioKind) Rules {
 	regs := map[meter.Channel]RegisterRule{}
 	for _, c := range propChannels {
 		rr := r.Registers[c]
-		rr.Modulus = propModulus
+		rr.Modulus = propModulus(kind)
 		if kind != kindProfile {
 			rr.SpikeFactor = 0
 		}
@@ -86,14 +100,19 @@ func genScenario(rng *rand.Rand, kind scenarioKind, n int) *scenario {
 	maxRate := int64(sc.rules.Registers[imp].MaxPerHour) / 2 // per hour, below the physical max
 	var raw [2]meter.Value
 	var cum [2]meter.Value
+	mod := propModulus(kind)
+	glitchAt := -1
+	if kind == kindResets && rng.IntN(2) == 0 {
+		glitchAt = 1 + rng.IntN(max(n-2, 1))
+	}
 	for c := range 2 {
 		sc.cum[c] = map[int64]meter.Value{}
 		sc.resetAfter[c] = map[int64]bool{}
 		if kind == kindResets {
-			raw[c] = meter.Value(rng.Int64N(int64(propModulus / 4)))
+			raw[c] = meter.Value(rng.Int64N(int64(mod / 4)))
 		} else {
 			// Start near the top so that the register wraps.
-			raw[c] = propModulus - meter.Value(rng.Int64N(200*meter.Scale))
+			raw[c] = mod - meter.Value(rng.Int64N(200*meter.Scale))
 		}
 	}
 	iv := int64(15 * time.Minute / time.Millisecond)
@@ -107,7 +126,12 @@ func genScenario(rng *rand.Rand, kind scenarioKind, n int) *scenario {
 		msg := meter.Message{Meter: testMeter, Seq: uint64(i + 1)}
 		at := time.UnixMilli(t).UTC()
 		for c := range 2 {
-			msg.Readings = append(msg.Readings, meter.Reading{Channel: propChannels[c], Time: at, Value: raw[c]})
+			v := raw[c]
+			if i == glitchAt && v < mod/2 {
+				v += glitchJump
+				sc.glitch[c] = t
+			}
+			msg.Readings = append(msg.Readings, meter.Reading{Channel: propChannels[c], Time: at, Value: v})
 		}
 		msg.Readings = append(msg.Readings, meter.Reading{Channel: voltage, Time: at, Value: 230*meter.Scale + meter.Value(rng.Int64N(5000))})
 		sc.arrivals = append(sc.arrivals, arrival{m: msg})
@@ -136,8 +160,8 @@ func genScenario(rng *rand.Rand, kind scenarioKind, n int) *scenario {
 				used = 0
 			}
 			cum[c] += used
-			raw[c] = (raw[c] + used) % propModulus
-			if kind == kindResets && rng.IntN(40) == 0 && raw[c] >= propModulus/10 && raw[c] < propModulus/2 {
+			raw[c] = (raw[c] + used) % mod
+			if kind == kindResets && rng.IntN(40) == 0 && raw[c] >= mod/10 && raw[c] < mod/2 {
 				raw[c] = meter.Value(rng.Int64N(1000))
 				sc.resetAfter[c][t] = true
 			}
@@ -220,12 +244,12 @@ func applied(outs []Output, c meter.Channel) []int64 {
 }
 
 // want is the true consumption between the applied reads of channel c,
-// resets excluded.
+// spans across a reset or to or from the corrupted read excluded.
 func (sc *scenario) want(c int, ts []int64) meter.Value {
 	var sum meter.Value
 	for i := 1; i < len(ts); i++ {
 		a, b := ts[i-1], ts[i]
-		reset := false
+		reset := sc.glitch[c] != 0 && (a == sc.glitch[c] || b == sc.glitch[c])
 		for t := range sc.resetAfter[c] {
 			if t > a && t <= b {
 				reset = true

@@ -32,7 +32,7 @@ type read struct {
 	raw   meter.Value // the register as read
 	delta meter.Value // consumption of the span ending here
 	acc   meter.Value // the interval's consumption up to this read
-	head  meter.Value // the span after this read's share of the interval
+	head  meter.Value // the next span's share of this read's interval
 	seg   Flag        // classification of the span ending here
 	accF  Flag        // flags of the spans in acc
 	bits  uint8
@@ -318,8 +318,9 @@ func (g *register) learn(r *Rules, rr *RegisterRule, j int) {
 		return
 	}
 	span := q.t - p.t
-	rate := mulDivSat(uint64(q.delta), uint64(msPerHour), uint64(span))
-	rate = min(rate, math.MaxInt64>>8)
+	// Rates are capped far above any meter so that the spike threshold
+	// (baseline times factor) stays inside int64.
+	rate := min(mulDivSat(uint64(q.delta), uint64(msPerHour), uint64(span)), 1<<40)
 	// A level shift (a new heater) should move the baseline within hours
 	// rather than be flagged forever, but a single spike should not drag
 	// it far: the input is capped at the spike threshold.

@@ -17,9 +17,10 @@ const maxSeqRanges = 16
 // State is everything VEE remembers about one meter between messages: the
 // sequence numbers it has applied, its clock offset, and per register
 // channel the reads still open to re-sequencing, a spike baseline and a
-// learned hour-of-week profile. About 1 KiB in memory and a few hundred
-// bytes encoded for a 15-minute electricity meter (see Size and
-// MarshalBinary).
+// learned hour-of-week profile. A 15-minute meter with one register
+// channel holds about 1.5 KiB of memory (Size) and encodes to about 600
+// bytes once its profile is learned (MarshalBinary); each further
+// register channel adds about as much.
 //
 // A State belongs to the one worker that owns its meter and is not safe
 // for concurrent use. It is a pure function of the messages applied to it
@@ -62,7 +63,8 @@ func (s *State) Utility() meter.Utility { return s.utility }
 // changes. Any sequence of messages applied to a State, whatever their
 // order, leaves every register channel's intervals (the latest value
 // emitted for each key) adding up to the register's advance between its
-// first and last applied read; see docs/vee.md for each rule.
+// first and last applied read, rollovers added back and spans across a
+// reset or an impossible jump excluded; see docs/vee.md for each rule.
 func (s *State) Apply(r *Rules, msg meter.Message, received time.Time, out *Output) {
 	if len(msg.Readings) == 0 {
 		s.markSeq(msg.Seq)
