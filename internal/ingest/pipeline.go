@@ -167,6 +167,11 @@ type item struct {
 // Start loads the saved states and starts reading the journal from its
 // checkpoint. The pipeline runs until Stop or until a sink fails fatally.
 func (p *Pipeline) Start(ctx context.Context) error {
+	for u, r := range p.rules {
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("validation rules for %s: %w", u, err)
+		}
+	}
 	for i := 0; i < p.cfg.Workers; i++ {
 		p.workers = append(p.workers, newWorker(p, i))
 	}
