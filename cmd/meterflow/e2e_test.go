@@ -394,3 +394,46 @@ func freePort(t *testing.T) string {
 	_, p, _ := strings.Cut(l.Addr().String(), ":")
 	return p
 }
+
+func TestMalformedPayloadsStoreNothing(t *testing.T) {
+	inf := testenv.InfluxDB(t)
+	cfg := testConfig(t, inf.URL, inf.Bucket)
+	tokens := provision(t, cfg.Postgres.URL, device.Request{ID: "E-1", Utility: meter.Electricity})
+	m := startMain(t, cfg)
+	sm := dialMeter(t, m.Broker.TCPAddr().String(), "E-1", tokens["E-1"])
+	now := time.Now().Unix()
+	cases := []struct {
+		name, payload, reason string
+	}{
+		{"not json", `{"v":1,`, "malformed_json"},
+		{"unknown version", fmt.Sprintf(`{"v":9,"seq":1,"t":%d,"r":[{"c":"1-0:1.8.0","v":1}]}`, now), "bad_version"},
+		{"unknown channel", fmt.Sprintf(`{"v":1,"seq":1,"t":%d,"r":[{"c":"1-0:99.9.9","v":1}]}`, now), "bad_channel"},
+		{"gas channel on an electricity meter", fmt.Sprintf(`{"v":1,"seq":1,"t":%d,"r":[{"c":"7-0:3.0.0","v":1}]}`, now), "bad_channel"},
+		{"far future", fmt.Sprintf(`{"v":1,"seq":1,"t":%d,"r":[{"c":"1-0:1.8.0","v":1}]}`, now+86400), "bad_time"},
+		{"missing seq", fmt.Sprintf(`{"v":1,"t":%d,"r":[{"c":"1-0:1.8.0","v":1}]}`, now), "missing_field"},
+		{"not a number", fmt.Sprintf(`{"v":1,"seq":1,"t":%d,"r":[{"c":"1-0:1.8.0","v":"12"}]}`, now), "bad_value"},
+		{"oversized", fmt.Sprintf(`{"v":1,"seq":1,"t":%d,"r":[{"c":"1-0:1.8.0","v":1}],"pad":"%s"}`, now, strings.Repeat("x", 70_000)), "too_large"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tok := sm.client.Publish(broker.ReadingsTopic("E-1"), 1, false, c.payload)
+			tok.WaitTimeout(5 * time.Second)
+			assert.Eventually(t, func() bool {
+				return strings.Contains(metrics(t, m), fmt.Sprintf(`mf_ingest_rejected_total{reason=%q}`, c.reason))
+			}, 5*time.Second, 50*time.Millisecond)
+		})
+	}
+	// A good reading still goes through afterwards, and it is all that is stored.
+	sm = dialMeter(t, m.Broker.TCPAddr().String(), "E-1", tokens["E-1"])
+	require.NoError(t, sm.publish(sm.message()))
+	require.Eventually(t, func() bool { return influxCount(t, inf.URL, inf.Bucket, "E-1") == 1 }, 20*time.Second, 100*time.Millisecond)
+	assert.Contains(t, metrics(t, m), "mf_ingest_readings_total 4")
+}
+
+func metrics(t *testing.T, m *Main) string {
+	resp, err := http.Get("http://" + m.HTTPAddr() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

@@ -92,7 +92,10 @@ func (c *ServeCmd) brokerConfig() broker.Config {
 	return broker.Config{
 		TCPAddr: c.MQTTAddr, TLSAddr: c.MQTTTLSAddr,
 		CertFile: c.MQTTTLSCert, KeyFile: c.MQTTTLSKey, ClientCAFile: c.MQTTClientCA,
-		MaxPacketBytes: uint32(c.MaxPayload) + 1024,
+		// Payloads up to twice the limit reach the decoder, which refuses
+		// and counts them as too_large; only larger packets make the broker
+		// drop the connection.
+		MaxPacketBytes: 2*uint32(c.MaxPayload) + 4096,
 	}
 }
 
