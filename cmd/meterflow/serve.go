@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,7 @@ type ServeCmd struct {
 	HTTPAddr string        `name:"http-addr" env:"MF_HTTP_ADDR" default:"127.0.0.1:8080" help:"HTTP listen address: API, portal, /healthz, /readyz, /metrics (${env})."`
 	Migrate  bool          `name:"migrate" env:"MF_MIGRATE" default:"false" help:"Apply database migrations at start-up (${env})."`
 	Shutdown time.Duration `name:"shutdown-timeout" env:"MF_SHUTDOWN_TIMEOUT" default:"20s" help:"How long a graceful shutdown may take (${env})."`
+	Pprof    bool          `name:"pprof" env:"MF_PPROF" default:"false" help:"Serve Go profiles under /debug/pprof/ on the HTTP address (${env}); for profiling, never on a public address."`
 
 	Postgres PostgresFlags `embed:"" group:"PostgreSQL"`
 	Influx   InfluxFlags   `embed:"" group:"InfluxDB"`
@@ -169,6 +171,17 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Journal, err = journal.Open(journal.Options{Dir: cfg.JournalDir, MaxBytes: cfg.JournalMaxBytes, Logger: log.With("component", "journal")}); err != nil {
 		return fmt.Errorf("open journal: %w", err)
 	}
+	j := m.Journal
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mf_journal_disk_bytes", Help: "Bytes the journal holds on disk."},
+			func() float64 { return float64(j.Stats().DiskBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mf_journal_pending_bytes", Help: "Journal bytes not yet confirmed by the stores (counted against the disk budget)."},
+			func() float64 { return float64(j.Stats().PendingBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mf_journal_head_offset", Help: "Offset of the last durable journal record."},
+			func() float64 { return float64(j.Head()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mf_journal_checkpoint_offset", Help: "Offset up to which the stores have confirmed everything."},
+			func() float64 { return float64(j.Checkpointed()) }),
+	)
 	m.Devices = device.NewRegistry(&postgres.Meters{DB: m.DB}, device.Config{CacheTTL: cfg.AuthCacheTTL, Logger: log})
 
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -203,6 +216,12 @@ func (m *Main) Run(ctx context.Context) error {
 			{Name: "influxdb", Probe: m.Influx.Ping},
 		},
 	})
+	if cfg.Pprof {
+		api.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
+		api.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		api.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+		api.Handle("/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	}
 	if m.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
