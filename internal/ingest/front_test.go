@@ -1,0 +1,77 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meterflow/meterflow/internal/device"
+	"github.com/meterflow/meterflow/internal/journal"
+	"github.com/meterflow/meterflow/internal/meter"
+)
+
+func TestRecordRoundTrip(t *testing.T) {
+	at := time.UnixMilli(1763769600123).UTC()
+	msgs := []meter.Message{
+		{Meter: "E-1", Seq: 7, Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at, Value: 12345678}, {Channel: "1-0:32.7.0", Time: at, Value: -5}}},
+		{Meter: "E-1", Seq: 8, Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at.Add(time.Minute), Value: 12345999}}},
+	}
+	rec, err := DecodeRecord(AppendRecord(nil, at, "E-1", meter.Electricity, msgs))
+	require.NoError(t, err)
+	assert.Equal(t, "E-1", rec.Meter)
+	assert.Equal(t, meter.Electricity, rec.Utility)
+	assert.True(t, rec.Received.Equal(at))
+	assert.Equal(t, msgs, rec.Messages)
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	at := time.UnixMilli(1763769600123)
+	f.Add(AppendRecord(nil, at, "E-1", meter.Gas, []meter.Message{{Meter: "E-1", Seq: 1, Readings: []meter.Reading{{Channel: "7-0:3.0.0", Time: at, Value: 1}}}}))
+	f.Add([]byte{1, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rec, err := DecodeRecord(data) // must never panic
+		if err != nil {
+			return
+		}
+		again, err := DecodeRecord(AppendRecord(nil, rec.Received, rec.Meter, rec.Utility, rec.Messages))
+		require.NoError(t, err)
+		require.Equal(t, len(rec.Messages), len(again.Messages))
+	})
+}
+
+func TestFrontRejectsAndBacksOff(t *testing.T) {
+	j, err := journal.Open(journal.Options{Dir: t.TempDir(), NoSync: true, MaxBytes: 4096, MaxRecordBytes: 1024, SegmentBytes: 1 << 20})
+	require.NoError(t, err)
+	defer j.Close()
+	f := NewFront(FrontConfig{FullWait: 50 * time.Millisecond}, j, nil)
+	id := device.Identity{ID: "E-1", Utility: meter.Electricity}
+	now := time.Now()
+
+	err = f.Ingest(context.Background(), id, []byte(`{"v":1`), now)
+	var rej *Rejected
+	require.ErrorAs(t, err, &rej)
+	assert.Equal(t, "malformed_json", rej.RejectReason())
+	assert.Zero(t, j.Head(), "a refused payload is not journaled")
+
+	// Fill the journal's budget: the front then reports busy, and nothing
+	// it refused is in the journal.
+	var busy *Busy
+	for seq := uint64(1); ; seq++ {
+		err = f.Ingest(context.Background(), id, payload("E-1", seq, now.Truncate(time.Second), meter.Value(seq)), now)
+		if err != nil {
+			break
+		}
+		require.Less(t, seq, uint64(1000), "the budget must fill")
+	}
+	require.True(t, errors.As(err, &busy) && busy.Busy(), "got %v", err)
+	head := j.Head()
+
+	// Once the stores confirm, space frees and readings are taken again.
+	require.NoError(t, j.Checkpoint(head))
+	require.NoError(t, f.Ingest(context.Background(), id, payload("E-1", 5000, now.Truncate(time.Second), 1), now))
+	assert.Equal(t, head+1, j.Head())
+}
