@@ -1,0 +1,109 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meterflow/meterflow/internal/journal"
+	"github.com/meterflow/meterflow/internal/meter"
+)
+
+// flakySinks store what they are given, failing every write while down.
+type flakySinks struct {
+	down     atomic.Bool
+	failures atomic.Int64
+	mu       sync.Mutex
+	readings map[string]map[int64]bool // meter → reading times written
+	states   map[string][]byte
+}
+
+func newFlaky() *flakySinks {
+	return &flakySinks{readings: map[string]map[int64]bool{}, states: map[string][]byte{}}
+}
+
+var errDown = errors.New("connection refused")
+
+func (f *flakySinks) WriteSeries(_ context.Context, b *Batch) error {
+	if f.down.Load() {
+		f.failures.Add(1)
+		return errDown
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range b.Readings {
+		if f.readings[r.Meter] == nil {
+			f.readings[r.Meter] = map[int64]bool{}
+		}
+		f.readings[r.Meter][r.Time.UnixMilli()] = true
+	}
+	return nil
+}
+
+func (f *flakySinks) WriteRegisters(context.Context, *Batch) error {
+	if f.down.Load() {
+		f.failures.Add(1)
+		return errDown
+	}
+	return nil
+}
+
+func (f *flakySinks) SaveStates(_ context.Context, s []Snapshot) error {
+	if f.down.Load() {
+		f.failures.Add(1)
+		return errDown
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, x := range s {
+		f.states[x.Meter] = append([]byte(nil), x.State...)
+	}
+	return nil
+}
+
+func (f *flakySinks) LoadStates(context.Context, func(Snapshot) error) error { return nil }
+
+func (f *flakySinks) count(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.readings[id])
+}
+
+func TestPipelineRetriesAStoreThatIsDown(t *testing.T) {
+	j, err := journal.Open(journal.Options{Dir: t.TempDir(), NoSync: true})
+	require.NoError(t, err)
+	defer j.Close()
+	sinks := newFlaky()
+	p := NewPipeline(PipelineConfig{Workers: 2, FlushInterval: 10 * time.Millisecond, SnapshotInterval: 50 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, j, sinks, sinks, nil)
+	require.NoError(t, p.Start(context.Background()))
+
+	t0 := time.Now().Add(-24 * time.Hour).Truncate(15 * time.Minute)
+	appendN := func(from, to int) {
+		for seq := from; seq <= to; seq++ {
+			at := t0.Add(time.Duration(seq) * 15 * time.Minute)
+			msg := meter.Message{Meter: "E-1", Seq: uint64(seq), Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at, Value: meter.Value(seq * 100)}}}
+			_, err := j.Append(context.Background(), AppendRecord(nil, at, "E-1", meter.Electricity, []meter.Message{msg}))
+			require.NoError(t, err)
+		}
+	}
+	appendN(1, 10)
+	require.Eventually(t, func() bool { return sinks.count("E-1") == 10 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return j.Checkpointed() == 10 }, 5*time.Second, 5*time.Millisecond)
+
+	sinks.down.Store(true)
+	appendN(11, 30)
+	require.Eventually(t, func() bool { return sinks.failures.Load() > 3 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, uint64(10), j.Checkpointed(), "the checkpoint never passes what the stores have not confirmed")
+	assert.Equal(t, uint64(20), p.Lag())
+
+	sinks.down.Store(false)
+	require.Eventually(t, func() bool { return sinks.count("E-1") == 30 && j.Checkpointed() == 30 }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, p.Stop())
+	assert.NotEmpty(t, sinks.states["E-1"], "the meter's state was saved")
+}
