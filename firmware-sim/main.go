@@ -64,7 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (fleet.Config, options, error) 
 	}
 	qos := uint(cfg.QoS)
 
-	fs.StringVar(&o.credentials, "credentials", "", "CSV `file` with header meter_id,utility,token (from `meterflow meters provision --bulk`); required")
+	fs.StringVar(&o.credentials, "credentials", "", "CSV `file` with header meter_id,utility,token (from `meterflow meters provision-bulk`); required")
 	fs.IntVar(&cfg.Meters, "meters", 0, "use only the first `N` meters of the credentials (0: all)")
 	fs.StringVar(&cfg.Broker, "broker", cfg.Broker, "broker `URL`: tcp://host:1883 or tls://host:8883")
 	fs.UintVar(&qos, "qos", qos, "QoS of the readings, 0 or 1 (only 1 is acknowledged)")

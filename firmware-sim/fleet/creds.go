@@ -34,7 +34,7 @@ func LoadCredentials(path string) ([]Credential, error) {
 	return creds, nil
 }
 
-// ReadCredentials reads the CSV that `meterflow meters provision --bulk`
+// ReadCredentials reads the CSV that `meterflow meters provision-bulk`
 // writes: a header naming the columns meter_id, utility and token (in any
 // order, other columns ignored), then one meter per row. Meter IDs must
 // be valid protocol meter IDs and unique.
