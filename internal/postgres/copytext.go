@@ -1,0 +1,150 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"github.com/meterflow/meterflow/internal/tariff"
+)
+
+// textCopy builds the rows of a COPY ... FROM STDIN in PostgreSQL's text
+// format. For wide rows of numerics, dates and text it is several times
+// cheaper than pgx's binary CopyFrom, which plans the encoding of every
+// value of every row.
+type textCopy struct {
+	buf     bytes.Buffer
+	cols    int
+	rows    int
+	scratch [40]byte
+}
+
+// row starts a row.
+func (c *textCopy) row() {
+	if c.rows > 0 || c.cols > 0 {
+		c.buf.WriteByte('\n')
+	}
+	c.rows++
+	c.cols = 0
+}
+
+func (c *textCopy) sep() {
+	if c.cols > 0 {
+		c.buf.WriteByte('\t')
+	}
+	c.cols++
+}
+
+func (c *textCopy) null() {
+	c.sep()
+	c.buf.WriteString(`\N`)
+}
+
+// str writes text, escaping what the text format treats specially.
+func (c *textCopy) str(s string) {
+	c.sep()
+	c.escaped(s)
+}
+
+func (c *textCopy) escaped(s string) {
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; b {
+		case '\\':
+			c.buf.WriteString(`\\`)
+		case '\t':
+			c.buf.WriteString(`\t`)
+		case '\n':
+			c.buf.WriteString(`\n`)
+		case '\r':
+			c.buf.WriteString(`\r`)
+		default:
+			c.buf.WriteByte(b)
+		}
+	}
+}
+
+func (c *textCopy) int(i int64) {
+	c.sep()
+	c.buf.Write(strconv.AppendInt(c.scratch[:0], i, 10))
+}
+
+func (c *textCopy) optInt(i int64) {
+	if i == 0 {
+		c.null()
+		return
+	}
+	c.int(i)
+}
+
+func (c *textCopy) bool(b bool) {
+	c.sep()
+	if b {
+		c.buf.WriteByte('t')
+	} else {
+		c.buf.WriteByte('f')
+	}
+}
+
+// dec writes an exact decimal.
+func (c *textCopy) dec(d decimal.Decimal) {
+	c.sep()
+	c.buf.WriteString(d.String())
+}
+
+// time writes an instant (NULL when zero) in UTC.
+func (c *textCopy) time(t time.Time) {
+	if t.IsZero() {
+		c.null()
+		return
+	}
+	c.sep()
+	c.buf.Write(t.UTC().AppendFormat(c.scratch[:0], "2006-01-02 15:04:05.999999Z07:00"))
+}
+
+// date writes a calendar date (NULL when zero).
+func (c *textCopy) date(d tariff.Date) {
+	if d.IsZero() {
+		c.null()
+		return
+	}
+	c.sep()
+	c.buf.WriteString(d.String())
+}
+
+// strArray writes a text[] literal.
+func (c *textCopy) strArray(ss []string) {
+	c.sep()
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, s := range ss {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(arrayQuoter.Replace(s))
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	c.escaped(b.String())
+}
+
+var arrayQuoter = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
+// copyText sends the rows to table's columns.
+func copyText(ctx context.Context, tx pgx.Tx, table string, cols []string, c *textCopy) error {
+	if c.rows == 0 {
+		return nil
+	}
+	c.buf.WriteByte('\n')
+	sql := fmt.Sprintf("copy %s (%s) from stdin", pgx.Identifier{table}.Sanitize(), joinCols(cols))
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &c.buf, sql); err != nil {
+		return fmt.Errorf("copy %s: %w", table, err)
+	}
+	return nil
+}
