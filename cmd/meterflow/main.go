@@ -28,6 +28,7 @@ type CLI struct {
 	Bills    BillsCmd    `cmd:"" help:"Show bills."`
 	Accruals AccrualsCmd `cmd:"" help:"Keep the cost so far of running cycles current."`
 	Seed     SeedCmd     `cmd:"" help:"Generate synthetic households with usage (development, benchmarks)."`
+	Ledger   LedgerCmd   `cmd:"" help:"Check the payments ledger."`
 
 	Version VersionCmd `cmd:"" help:"Print the version."`
 }

@@ -1,0 +1,162 @@
+// Package sandbox is a payment gateway for development and tests: it charges
+// nothing, answers deterministically by test card, and keeps idempotency
+// keys as a real gateway does (the same key returns the first result; the
+// same key with other parameters is an error).
+//
+// Test cards (tokenise them with Tokenize; payment methods store the token):
+//
+//	4242 4242 4242 4242  succeeds
+//	4000 0000 0000 0002  declined (card_declined)
+//	4000 0000 0000 9995  declined (insufficient_funds)
+//	4000 0000 0000 0119  times out: the charge is recorded as succeeded, but
+//	                     the call returns an error, as when a response is lost
+//	4000 0025 0000 3155  requires_action (extra authentication)
+//
+// Any other number that passes the Luhn check succeeds.
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/meterflow/meterflow/internal/apperr"
+	"github.com/meterflow/meterflow/internal/payment"
+)
+
+// Test card numbers.
+const (
+	CardSuccess           = "4242424242424242"
+	CardDeclined          = "4000000000000002"
+	CardInsufficientFunds = "4000000000009995"
+	CardTimeout           = "4000000000000119"
+	CardRequiresAction    = "4000002500003155"
+)
+
+// ErrTimeout is what a charge of the timeout card returns (after recording
+// the charge).
+var ErrTimeout = apperr.New(apperr.Unavailable, "sandbox: gateway timed out")
+
+// Charge is a charge the sandbox took (or declined).
+type Charge struct {
+	ID     string
+	Key    string
+	Amount decimal.Decimal
+	Result payment.ChargeResult
+}
+
+type record struct {
+	req    payment.ChargeRequest
+	charge Charge
+}
+
+// Gateway is the sandbox gateway. The zero value is ready; it is safe for
+// concurrent use.
+type Gateway struct {
+	mu      sync.Mutex
+	byKey   map[string]*record
+	charges []Charge
+	// Calls counts every Charge call, repeats included.
+	calls int
+}
+
+var _ payment.Gateway = (*Gateway)(nil)
+
+// Tokenize returns the sandbox token of a card number (spaces and dashes
+// allowed). Only the token is ever stored.
+func Tokenize(number string) (string, error) {
+	n := strings.NewReplacer(" ", "", "-", "").Replace(number)
+	if len(n) < 12 || len(n) > 19 || !luhn(n) {
+		return "", apperr.Field("card_number", "not a valid card number")
+	}
+	return "tok_sandbox_" + n[:6] + "_" + n[len(n)-4:], nil
+}
+
+func luhn(n string) bool {
+	sum := 0
+	for i := range len(n) {
+		d := int(n[len(n)-1-i] - '0')
+		if d < 0 || d > 9 {
+			return false
+		}
+		if i%2 == 1 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return sum%10 == 0
+}
+
+// Charge charges a sandbox token.
+func (g *Gateway) Charge(ctx context.Context, req payment.ChargeRequest) (payment.ChargeResult, error) {
+	if err := ctx.Err(); err != nil {
+		return payment.ChargeResult{}, err
+	}
+	if req.IdempotencyKey == "" || len(req.IdempotencyKey) > 255 {
+		return payment.ChargeResult{}, apperr.Field("idempotency_key", "must be 1 to 255 characters")
+	}
+	if !req.Amount.IsPositive() {
+		return payment.ChargeResult{}, apperr.Field("amount", "must be positive")
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.calls++
+	if g.byKey == nil {
+		g.byKey = map[string]*record{}
+	}
+	if r, ok := g.byKey[req.IdempotencyKey]; ok {
+		if !sameRequest(r.req, req) {
+			return payment.ChargeResult{}, apperr.New(apperr.Conflict, "sandbox: idempotency key %q reused with other parameters", req.IdempotencyKey)
+		}
+		return r.charge.Result, nil
+	}
+	last4, ok := strings.CutPrefix(req.PaymentMethodToken, "tok_sandbox_")
+	if !ok {
+		return payment.ChargeResult{}, apperr.Field("payment_method", "not a sandbox token")
+	}
+	_, last4, _ = strings.Cut(last4, "_")
+	id := fmt.Sprintf("ch_sandbox_%d", len(g.charges)+1)
+	res := payment.ChargeResult{ID: id, Status: payment.ChargeSucceeded}
+	timeout := false
+	switch last4 {
+	case "0002":
+		res.Status, res.DeclineCode = payment.ChargeDeclined, "card_declined"
+	case "9995":
+		res.Status, res.DeclineCode = payment.ChargeDeclined, "insufficient_funds"
+	case "3155":
+		res.Status = payment.ChargeRequiresAction
+	case "0119":
+		timeout = true
+	}
+	c := Charge{ID: id, Key: req.IdempotencyKey, Amount: req.Amount, Result: res}
+	g.byKey[req.IdempotencyKey] = &record{req: req, charge: c}
+	g.charges = append(g.charges, c)
+	if timeout {
+		return payment.ChargeResult{}, ErrTimeout
+	}
+	return res, nil
+}
+
+func sameRequest(a, b payment.ChargeRequest) bool {
+	return a.Amount.Equal(b.Amount) && a.Currency == b.Currency && a.PaymentMethodToken == b.PaymentMethodToken
+}
+
+// Charges returns every charge taken, in order (one per key).
+func (g *Gateway) Charges() []Charge {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]Charge(nil), g.charges...)
+}
+
+// Calls returns how many times Charge was called, repeats included.
+func (g *Gateway) Calls() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.calls
+}
