@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -188,7 +189,7 @@ func (b *Broker) TCPAddr() net.Addr { return b.tcpAddr }
 func (b *Broker) TLSAddr() net.Addr { return b.tlsAddr }
 
 // Connected is the number of connected meters.
-func (b *Broker) Connected() int64 { return b.srv.Info.ClientsConnected }
+func (b *Broker) Connected() int64 { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) }
 
 // Close disconnects every meter and closes the listeners. Payloads whose
 // Ingest returned have been acknowledged or not; none is half-taken.

@@ -3,6 +3,7 @@ package broker
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -29,7 +30,7 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) *metrics {
 	}
 	connected := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mf_mqtt_connected_meters", Help: "Meters connected to the broker now.",
-	}, func() float64 { return float64(srv.Info.ClientsConnected) })
+	}, func() float64 { return float64(atomic.LoadInt64(&srv.Info.ClientsConnected)) })
 	if reg != nil {
 		reg.MustRegister(m.authFailures, m.aclDenied, m.rejected, connected)
 	}
