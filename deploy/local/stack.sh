@@ -24,6 +24,7 @@ name=${MF_STACK_NAME:-dev}
 base=${MF_LOCAL_DIR:-$repo/.local}
 dir="$base/$name"
 pgdata="$dir/postgres"
+pglog="$dir/postgres.log"
 influxdir="$dir/influxdb"
 state="$dir/ports.env"
 log() { echo "stack[$name]: $*" >&2; }
@@ -35,6 +36,16 @@ pg_user=meterflow
 mkdir -p "$dir"
 exec 9>"$dir/.lock"
 flock 9
+
+# As root, PostgreSQL runs as the postgres user, which must reach its data
+# directory. When the checkout sits below a directory it cannot enter (a
+# home directory with mode 700, say), the data goes to /var/tmp instead.
+if [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1 && ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
+  pgdata="/var/tmp/meterflow-$(printf '%s' "$repo" | md5sum | cut -c1-12)/$name/postgres"
+  pglog="$(dirname "$pgdata")/postgres.log"
+  mkdir -p "$(dirname "$pgdata")"
+  chmod 755 "/var/tmp/meterflow-$(printf '%s' "$repo" | md5sum | cut -c1-12)" "$(dirname "$pgdata")"
+fi
 
 # ---------- installation ----------
 
@@ -81,7 +92,8 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pick_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 30000))
+    # Below the kernel's ephemeral range (32768+), so no outgoing connection holds it.
+    p=$((20000 + RANDOM % 12000))
     if port_free "$p"; then echo "$p"; return; fi
   done
   log "no free port found"; exit 1
@@ -127,12 +139,14 @@ pg_up() {
   fi
   if [ ! -d "$pgdata" ]; then
     mkdir -p "$pgdata"
-    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$pgdata" "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$pgdata"
     chmod 700 "$pgdata"
     as_pg "$bin/initdb" -D "$pgdata" -U "$pg_user" -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
       { cat "$dir/initdb.log" >&2; exit 1; }
   fi
-  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir"; fi
+  # The server log is written by the postgres user.
+  touch "$pglog"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$pglog"; fi
   # A pid file left by a killed server blocks the start: remove it when its process is gone.
   if [ -f "$pgdata/postmaster.pid" ]; then
     local pid
@@ -145,8 +159,8 @@ pg_up() {
   local fast=""
   if [ "${MF_STACK_FAST:-0}" = 1 ]; then fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"; fi
   local opts="-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$pgdata -c max_connections=300 -c shared_buffers=256MB -c max_wal_size=2GB -c log_min_messages=warning $fast"
-  as_pg "$bin/pg_ctl" -D "$pgdata" -l "$dir/postgres.log" -o "$opts" -w -t 60 start >/dev/null 9>&- ||
-    { tail -n 30 "$dir/postgres.log" >&2; exit 1; }
+  as_pg "$bin/pg_ctl" -D "$pgdata" -l "$pglog" -o "$opts" -w -t 60 start >/dev/null 9>&- ||
+    { tail -n 30 "$pglog" >&2; exit 1; }
   if ! "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$pg_user" -d postgres -tAc "select 1 from pg_database where datname='meterflow'" | grep -q 1; then
     "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U "$pg_user" meterflow
   fi
