@@ -70,6 +70,7 @@ func testConfig(t *testing.T, influxURL, bucket string) ServeCmd {
 		Workers:         2, BatchSize: 2000,
 		FlushInterval: 50 * time.Millisecond, SnapshotEvery: 300 * time.Millisecond,
 		RollupEvery: time.Hour, // tests run passes themselves
+		Auth:        AuthFlags{SessionTTL: time.Hour, Argon2MemoryKiB: 1024},
 	}
 }
 

@@ -22,6 +22,7 @@ type CLI struct {
 	Serve   ServeCmd   `cmd:"" help:"Run the server: MQTT broker, ingest pipeline, HTTP API."`
 	Migrate MigrateCmd `cmd:"" help:"Apply database migrations and exit."`
 	Meters  MetersCmd  `cmd:"" help:"Provision, revoke and list meters."`
+	Users   UsersCmd   `cmd:"" help:"Create users who sign in to the API."`
 
 	Tariffs  TariffsCmd  `cmd:"" help:"Load tariffs."`
 	BillRun  BillRunCmd  `cmd:"" name:"bill-run" help:"Bill every account whose cycle has ended."`

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/meterflow/meterflow/docs"
+	"github.com/meterflow/meterflow/internal/auth"
+	"github.com/meterflow/meterflow/internal/billing"
 	"github.com/meterflow/meterflow/internal/broker"
 	"github.com/meterflow/meterflow/internal/device"
 	"github.com/meterflow/meterflow/internal/httpapi"
@@ -60,6 +65,34 @@ type ServeCmd struct {
 	FlushInterval   time.Duration `name:"ingest-flush-interval" env:"MF_INGEST_FLUSH_INTERVAL" default:"250ms" help:"Longest wait before a partial batch is written (${env})."`
 	SnapshotEvery   time.Duration `name:"ingest-snapshot-interval" env:"MF_INGEST_SNAPSHOT_INTERVAL" default:"5s" help:"How often meter states are saved and the journal trimmed (${env})."`
 	RollupEvery     time.Duration `name:"rollup-interval" env:"MF_ROLLUP_INTERVAL" default:"30s" help:"How often hourly and daily rollups are recomputed for changed windows (${env})."`
+
+	Auth AuthFlags `embed:"" group:"Sign-in"`
+}
+
+// AuthFlags configure sign-in and the API's cookies.
+type AuthFlags struct {
+	Key          string        `name:"auth-key" env:"MF_AUTH_KEY" default:"" help:"Hex server key (at least 32 bytes) for sign-in codes and CSRF tokens; empty: a random key per start, for development only (${env})."`
+	CookieSecure bool          `name:"cookie-secure" env:"MF_COOKIE_SECURE" default:"true" negatable:"" help:"Mark session cookies Secure; --no-cookie-secure for plain http on localhost (${env})."`
+	SessionTTL   time.Duration `name:"session-ttl" env:"MF_SESSION_TTL" default:"12h" help:"How long a signed-in session lasts (${env})."`
+	// Argon2MemoryKiB lowers the password hash cost in tests.
+	Argon2MemoryKiB uint32 `name:"argon2-memory-kib" env:"MF_ARGON2_MEMORY_KIB" default:"65536" hidden:""`
+}
+
+// key returns the server key, or a random one (and says so) when unset.
+func (f AuthFlags) key(log *slog.Logger) ([]byte, error) {
+	if f.Key == "" {
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			return nil, err
+		}
+		log.Warn("MF_AUTH_KEY is not set: using a random key; sign-in codes in flight and CSRF tokens do not survive a restart and differ between nodes. Set it in production.")
+		return k, nil
+	}
+	k, err := hex.DecodeString(f.Key)
+	if err != nil || len(k) < 32 {
+		return nil, errors.New("auth-key: want at least 64 hex digits (32 bytes)")
+	}
+	return k, nil
 }
 
 // Validate checks every setting and reports all problems at once.
@@ -83,6 +116,14 @@ func (c *ServeCmd) Validate() error {
 	}
 	if c.BatchSize < 1 {
 		errs = append(errs, errors.New("ingest-batch-size: must be positive"))
+	}
+	if c.Auth.Key != "" {
+		if k, err := hex.DecodeString(c.Auth.Key); err != nil || len(k) < 32 {
+			errs = append(errs, errors.New("auth-key: want at least 64 hex digits (32 bytes)"))
+		}
+	}
+	if c.Auth.SessionTTL != 0 && (c.Auth.SessionTTL < time.Minute || c.Auth.SessionTTL > 30*24*time.Hour) {
+		errs = append(errs, fmt.Errorf("session-ttl: %s is outside 1m..720h", c.Auth.SessionTTL))
 	}
 	if c.FlushInterval <= 0 || c.SnapshotEvery <= 0 || c.RollupEvery <= 0 {
 		errs = append(errs, errors.New("ingest-flush-interval, ingest-snapshot-interval and rollup-interval: must be positive"))
@@ -135,6 +176,8 @@ type Main struct {
 	Pipeline *ingest.Pipeline
 	Rollups  *influx.Rollups
 	Broker   *broker.Broker
+	Auth     *auth.Service
+	Billing  *billing.Service
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -208,8 +251,13 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
+	apiCfg, err := m.apiConfig(ctx)
+	if err != nil {
+		return err
+	}
 	api := httpapi.New(httpapi.Config{
 		Logger:   log,
+		API:      apiCfg,
 		Gatherer: m.Registry,
 		Checks: []httpapi.Check{
 			{Name: "postgres", Probe: m.DB.Ping},
@@ -240,6 +288,33 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// apiConfig builds the services behind the JSON API.
+func (m *Main) apiConfig(context.Context) (*httpapi.APIConfig, error) {
+	cfg, log := m.Config, m.Logger
+	key, err := cfg.Auth.key(log)
+	if err != nil {
+		return nil, err
+	}
+	argon := auth.DefaultArgon2
+	if cfg.Auth.Argon2MemoryKiB != 0 {
+		argon.Memory = cfg.Auth.Argon2MemoryKiB
+	}
+	// The development SMS sender is the only one wired so far: codes land
+	// in the sms_dev_inbox table.
+	if m.Auth, err = auth.New(&postgres.Auth{DB: m.DB}, &postgres.DevSMS{DB: m.DB}, auth.Config{
+		Key: key, KeyID: "k1", SessionTTL: cfg.Auth.SessionTTL, Argon2: argon, Logger: log.With("component", "auth"),
+	}); err != nil {
+		return nil, err
+	}
+	if m.Billing, err = billing.New(&postgres.Billing{DB: m.DB}, billing.Config{}, log.With("component", "billing")); err != nil {
+		return nil, err
+	}
+	return &httpapi.APIConfig{
+		Auth: m.Auth, Portal: &postgres.Portal{DB: m.DB}, Usage: m.Influx, Bills: m.Billing, Devices: m.Devices,
+		OpenAPI: docs.OpenAPI, CookieSecure: cfg.Auth.CookieSecure,
+	}, nil
 }
 
 // HTTPAddr is the bound HTTP address.

@@ -36,6 +36,7 @@ func TestServeConfigNamesEveryBadSetting(t *testing.T) {
 		{"missing certificate file", func(c *ServeCmd) {
 			c.MQTTTLSAddr, c.MQTTTLSCert, c.MQTTTLSKey = ":8883", "/nonexistent.pem", "/nonexistent.key"
 		}, []string{"mqtt-tls-cert", "mqtt-tls-key"}},
+		{"short auth key", func(c *ServeCmd) { c.Auth.Key = "abcd" }, []string{"auth-key"}},
 		{"several at once", func(c *ServeCmd) { c.Workers = 0; c.MaxPayload = 1; c.JournalMaxBytes = 1 },
 			[]string{"ingest-workers", "max-payload-bytes", "journal-max-bytes"}},
 	}

@@ -31,6 +31,23 @@ if [ ! -s "$fleet" ]; then
   mv "$fleet.tmp" "$fleet"
 fi
 
+# Demo logins (sign-in codes arrive in the sms_dev_inbox table). A demo
+# household with accounts comes from `meterflow seed`, once.
+export MF_COOKIE_SECURE=false
+demo_pw="${MF_DEMO_PASSWORD:-meterflow-demo}"
+household_phone="${MF_DEMO_HOUSEHOLD_PHONE:-+447400123456}"
+operator_phone="${MF_DEMO_OPERATOR_PHONE:-+447400123457}"
+if [ ! -f "$state/seeded" ]; then
+  bin/meterflow seed --accounts 1 --interval 1h
+  touch "$state/seeded"
+fi
+household_id=1 # the first seeded household
+if command -v psql >/dev/null; then
+  household_id=$(psql "$MF_POSTGRES_URL" -Atc 'select min(id) from households')
+fi
+MF_USER_PASSWORD="$demo_pw" bin/meterflow users create --exist-ok --role household --household "$household_id" --phone "$household_phone"
+MF_USER_PASSWORD="$demo_pw" bin/meterflow users create --exist-ok --role operator --phone "$operator_phone"
+
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -65,6 +82,9 @@ Meterflow is running.
   InfluxDB    $MF_INFLUX_URL  (database "meterflow", Flux enabled)
   Demo fleet  $(($(wc -l <"$fleet") - 1)) meters, simulated at ${MF_DEMO_SPEED:-96}x real time
   Logs        $state/server.log, $state/firmware-sim.log
+  API         http://$MF_HTTP_ADDR/api/v1  (docs/openapi.yaml)
+  Logins      household $household_phone, operator $operator_phone, password $demo_pw
+              sign-in codes: psql "\$MF_POSTGRES_URL" -c 'select to_e164, body from sms_dev_inbox order by id desc limit 3'
 
 Ctrl-C stops the server and the simulator; 'make stack-down' stops the databases.
 INFO

@@ -19,6 +19,7 @@ const (
 	Unauthorized Code = "unauthorized"
 	Forbidden    Code = "forbidden"
 	RateLimited  Code = "rate_limited"
+	TooLarge     Code = "too_large"
 	Unavailable  Code = "unavailable"
 	Internal     Code = "internal"
 )

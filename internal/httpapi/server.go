@@ -18,12 +18,15 @@ type Config struct {
 	CheckTimeout time.Duration
 	// Gatherer serves /metrics.
 	Gatherer prometheus.Gatherer
+	// API, when set, serves the JSON API under /api/v1.
+	API *APIConfig
 }
 
 // Server routes HTTP requests. It is safe for concurrent use.
 type Server struct {
 	cfg Config
 	mux *http.ServeMux
+	api *api
 }
 
 // New builds the router.
@@ -39,6 +42,10 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /readyz", s.handleReady)
 	if cfg.Gatherer != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}))
+	}
+	if cfg.API != nil {
+		s.api = newAPI(*cfg.API, cfg.Logger)
+		s.api.mount(s.mux)
 	}
 	return s
 }

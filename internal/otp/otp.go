@@ -106,6 +106,9 @@ type Purpose string
 const (
 	PaymentConfirm Purpose = "payment_confirm"
 	PhoneVerify    Purpose = "phone_verify"
+	// SignIn is the second factor of a sign-in; Subject names the user and
+	// the challenge.
+	SignIn Purpose = "sign_in"
 )
 
 // Binding is what a code confirms. Every field enters the HMAC, so a code
@@ -123,6 +126,10 @@ type Binding struct {
 	// PhoneID and Phone (E.164) bind a phone verification.
 	PhoneID int64
 	Phone   string
+	// Subject binds anything else (a sign-in's user and challenge). It
+	// enters the MAC only when set, so codes bound before it existed keep
+	// their MACs.
+	Subject string
 }
 
 // encode writes b unambiguously: every field is length-prefixed, and the
@@ -144,6 +151,9 @@ func (b Binding) encode(w io.Writer) {
 	field(fmt.Sprint(b.BillID))
 	field(fmt.Sprint(b.PhoneID))
 	field(b.Phone)
+	if b.Subject != "" {
+		field(b.Subject)
+	}
 }
 
 // Code is the kept state of a subject's code: never the code itself.

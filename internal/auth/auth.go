@@ -1,0 +1,115 @@
+package auth
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/meterflow/meterflow/internal/otp"
+)
+
+// Role is what a signed-in user may do.
+type Role string
+
+const (
+	// RoleHousehold sees only its own household's accounts, bills and usage.
+	RoleHousehold Role = "household"
+	// RoleOperator runs the fleet and sees every household.
+	RoleOperator Role = "operator"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleHousehold || r == RoleOperator }
+
+// User is a person who signs in.
+type User struct {
+	ID    int64  `json:"id"`
+	Phone string `json:"phone"`
+	Role  Role   `json:"role"`
+	// HouseholdID is set for household users only.
+	HouseholdID  int64     `json:"household_id,omitempty"`
+	PasswordHash string    `json:"-"`
+	CreatedAt    time.Time `json:"created_at"`
+	Disabled     bool      `json:"-"`
+}
+
+// Session is a signed-in session. Only the hash of its token is kept.
+type Session struct {
+	ID        int64
+	UserID    int64
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	RevokedAt time.Time // zero: live
+}
+
+// APIToken is an integrator's token: it grants its scopes, never a role.
+type APIToken struct {
+	ID        int64
+	Name      string
+	Scopes    []string
+	CreatedBy int64
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: never
+	RevokedAt time.Time // zero: live
+}
+
+// Challenge is a sign-in waiting for its code.
+type Challenge struct {
+	ID     string
+	UserID int64
+	Code   otp.Code
+}
+
+// Principal is who makes a request: a user through a session, or an
+// integrator through an API token.
+type Principal struct {
+	UserID      int64
+	Role        Role // empty for an API token
+	HouseholdID int64
+	SessionID   int64
+	TokenID     int64
+	Scopes      []string
+	// Cookie reports a session presented as a cookie: state-changing
+	// requests then need the CSRF token as well.
+	Cookie bool
+}
+
+// IsOperator reports whether p is a signed-in operator.
+func (p *Principal) IsOperator() bool { return p != nil && p.SessionID != 0 && p.Role == RoleOperator }
+
+// IsHousehold reports whether p is a signed-in household user.
+func (p *Principal) IsHousehold() bool {
+	return p != nil && p.SessionID != 0 && p.Role == RoleHousehold && p.HouseholdID > 0
+}
+
+// HasScope reports whether p is an API token granted scope.
+func (p *Principal) HasScope(scope string) bool {
+	return p != nil && p.TokenID != 0 && scope != "" && slices.Contains(p.Scopes, scope)
+}
+
+// Store keeps users, challenges, sessions and API tokens. Lookups return an
+// apperr NotFound error for what does not exist; CreateUser returns
+// Conflict for a phone number already in use.
+type Store interface {
+	CreateUser(ctx context.Context, u User) (User, error)
+	User(ctx context.Context, id int64) (User, error)
+	UserByPhone(ctx context.Context, phone string) (User, error)
+
+	CreateChallenge(ctx context.Context, c Challenge) error
+	// UpdateChallenge locks a challenge, calls fn, and saves c's code state
+	// when fn returns nil. fn returns an error only to roll back.
+	UpdateChallenge(ctx context.Context, id string, fn func(c *Challenge) error) error
+
+	CreateSession(ctx context.Context, s Session, tokenHash []byte) (int64, error)
+	// SessionByTokenHash returns the session and its user.
+	SessionByTokenHash(ctx context.Context, tokenHash []byte) (Session, User, error)
+	RevokeSession(ctx context.Context, id int64, at time.Time) error
+
+	CreateAPIToken(ctx context.Context, t APIToken, tokenHash []byte) (int64, error)
+	APITokenByHash(ctx context.Context, tokenHash []byte) (APIToken, error)
+}
+
+// Sender delivers a text message; postgres.DevSMS is the development one.
+type Sender interface {
+	Send(ctx context.Context, to, body string) (providerID string, err error)
+}
