@@ -10,7 +10,7 @@ STATICCHECK_VERSION := 2026.2.2
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build bin/meterflow and bin/firmware-sim
@@ -45,6 +45,11 @@ test-short: ## Run the tests without -race
 bench: ## Run the Go benchmarks of the hot paths (see docs/performance.md)
 	@MF_STACK_NAME=test MF_STACK_FAST=1 $(STACK) up >/dev/null
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./internal/...
+
+.PHONY: bench-e2e
+bench-e2e: build ## End-to-end load run on this machine (METERS, RATE, DURATION, WORKERS...: docs/performance.md)
+	$(GO) build -o $(BIN)/verify ./firmware-sim/verify
+	@deploy/local/bench-e2e.sh
 
 .PHONY: lint
 lint: ## go vet and staticcheck (installed with go install when missing)
