@@ -181,7 +181,9 @@ server_restarts=0
 metric() { curl -fs --max-time 5 "http://$http_addr/metrics" | awk -v m="$1" '$1 == m { v = $2; f = 1 } END { if (f) printf "%.0f\n", v }' || true; }
 
 influx_pid=$(cat "$stack_dir/influxdb/influxd.pid")
-pg_pid=$(head -n1 "$stack_dir/postgres/postmaster.pid")
+# stack.sh may keep PostgreSQL's data outside the checkout: ask the server where.
+pg_data=$("$psql" -tA "$admin_url" -c "select setting from pg_settings where name = 'data_directory'")
+pg_pid=$(head -n1 "$pg_data/postmaster.pid")
 clk=$(getconf CLK_TCK)
 
 # kB of resident memory; for PostgreSQL the proportional share (Pss) of the
@@ -282,16 +284,17 @@ if [ "$PROFILE" = 1 ]; then
     trace_pid=$!
   fi
 fi
-sleep "$duration_s"
+# Two seconds before the end of the load, with every meter still connected:
+# the memory of the server and the simulator, and the server's metrics.
+sleep "$((duration_s - 2))"
 sim_end_planned=$(echo "$sim_start + $duration_s" | bc)
 uptime_during=$(uptime)
 cpu_pressure=$(awk '/^some/ { print $3 }' /proc/pressure/cpu 2>/dev/null || true)
 curl -fs "http://$http_addr/metrics" >"$run/metrics-end-of-load.txt" || true
-# The simulator's memory is sampled while the fleet runs; the server's
-# at the same moment, with every meter connected.
 server_rss_loaded=$(rss_kb "$server_pid")
 sim_rss_loaded=$(rss_kb "$sim_pid")
 connected_loaded=$(metric mf_mqtt_connected_meters)
+sleep 2
 wait "$sim_pid" || log "firmware-sim exited with status $?"
 sim_pid=""
 kill "$watchdog_pid" 2>/dev/null || true
@@ -378,7 +381,7 @@ jq -n \
   --arg run "$run_id" --arg uptime_before "$uptime_before" --arg uptime_during "$uptime_during" --arg cpu_pressure "${cpu_pressure:-}" \
   --argjson meters "$METERS" --arg rate "$RATE" --arg duration "$DURATION" --argjson workers "$WORKERS" \
   --arg serve "$(sed -n 1p "$run/commands.txt")" --arg simcmd "$(sed -n '/^firmware-sim/p' "$run/commands.txt")" \
-  --argjson provision_s "$provision_s" --argjson server_restarts "$server_restarts" \
+  --argjson provision_s "$provision_s" --argjson server_restarts "$server_restarts" --argjson ncpu "$(nproc)" \
   --argjson window "$window" --argjson sinks "${sinks:-null}" \
   --argjson catch_up_s "$(echo "$caught_up - $sim_done" | bc)" --arg lag_end "$lag_end" \
   --argjson sim "$(cat "$run/sim.json" 2>/dev/null || echo null)" \
@@ -389,7 +392,7 @@ jq -n \
   --argjson srv_per_conn "$(per_conn "$server_rss_loaded - $server_rss_idle" "${connected_loaded:-0}")" \
   '{run: $run, meters: $meters, rate: $rate, duration: $duration, workers: $workers,
     uptime_before: $uptime_before, uptime_during: $uptime_during, cpu_pressure_at_end: $cpu_pressure, serve: $serve, firmware_sim: $simcmd,
-    provision_s: $provision_s, server_restarts: $server_restarts, window: $window, sinks: $sinks, catch_up_s: $catch_up_s, lag_after_catch_up: $lag_end,
+    provision_s: $provision_s, server_restarts: $server_restarts, cpus: $ncpu, window: $window, sinks: $sinks, catch_up_s: $catch_up_s, lag_after_catch_up: $lag_end,
     sim: $sim, probe: $probe, verify: $verify,
     memory: {server_rss_idle_kb: $srv_idle, server_rss_loaded_kb: $srv_loaded, connected: $connected,
              server_bytes_per_connection: $srv_per_conn, sim_rss_kb: $sim_loaded,
@@ -411,9 +414,9 @@ jq -r '
   "ack latency   p50 \(f(.sim.ack_latency_ms.p50)) ms, p90 \(f(.sim.ack_latency_ms.p90)) ms, p99 \(f(.sim.ack_latency_ms.p99)) ms, max \(f(.sim.ack_latency_ms.max)) ms",
   "queryable     p50 \(f(.probe.queryable_ms.p50)) ms, p90 \(f(.probe.queryable_ms.p90)) ms, p99 \(f(.probe.queryable_ms.p99)) ms, max \(f(.probe.queryable_ms.max)) ms (n=\(f(.probe.queryable_ms.n)), unseen \(f(.probe.unseen)), poll cycle \(f(.probe.poll_cycle_ms)) ms)",
   "loss          acked \(f(.verify.acked)), found in InfluxDB \(f(.verify.found_influx)), missing \(f(.verify.missing)), extra \(f(.verify.extra)); PostgreSQL intervals missing \(f(.verify.pg_missing_intervals)) (\(f(.verify.pg_interval_rows)) rows); ok=\(f(.verify.ok))",
-  "CPU (cores)   server \(.window.cpu_cores.server), influxd \(.window.cpu_cores.influxd), postgres \(.window.cpu_cores.postgres), firmware-sim \(.window.cpu_cores.firmware_sim); whole machine \(.window.cpu_cores.machine) of 2, other processes \(.window.cpu_cores.others)",
+  "CPU (cores)   server \(.window.cpu_cores.server), influxd \(.window.cpu_cores.influxd), postgres \(.window.cpu_cores.postgres), firmware-sim \(.window.cpu_cores.firmware_sim); whole machine \(.window.cpu_cores.machine) of \(.cpus), other processes \(.window.cpu_cores.others)",
   "memory (MB)   peak RSS server \(.window.max_rss_mb.server), influxd \(.window.max_rss_mb.influxd), postgres (Pss) \(.window.max_rss_mb.postgres_pss), firmware-sim \(.window.max_rss_mb.firmware_sim)",
-  "connections   \(.memory.connected) connected: server \(.memory.server_bytes_per_connection) B/connection (RSS loaded-idle), firmware-sim \(.memory.sim_bytes_per_meter_rss) B/meter (RSS), \(f(.sim.memory.bytes_per_meter)) B/meter (Go heap+stacks)"
+  "connections   \(.memory.connected) connected: server \(.memory.server_bytes_per_connection) B/connection (RSS with the fleet minus RSS before it; meaningful with many meters), firmware-sim \(.memory.sim_bytes_per_meter_rss) B/meter (RSS), \(f(.sim.memory.bytes_per_meter)) B/meter (Go heap+stacks)"
 ' "$run/summary.json"
 if [ -s "$run/pprof-top.txt" ]; then
   echo "CPU profile of the server (flat, top 15):"
