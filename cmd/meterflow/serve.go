@@ -60,7 +60,7 @@ type ServeCmd struct {
 
 	JournalDir      string        `name:"journal-dir" env:"MF_JOURNAL_DIR" default:"./data/journal" help:"Directory of the durable ingest journal (${env})."`
 	JournalMaxBytes int64         `name:"journal-max-bytes" env:"MF_JOURNAL_MAX_BYTES" default:"4294967296" help:"Disk budget for readings not yet in the stores; past it meters are not acknowledged (${env})."`
-	Workers         int           `name:"ingest-workers" env:"MF_INGEST_WORKERS" default:"2" help:"Ingest worker partitions (${env})."`
+	Workers         int           `name:"ingest-workers" env:"MF_INGEST_WORKERS" default:"8" help:"Ingest worker partitions (${env})."`
 	BatchSize       int           `name:"ingest-batch-size" env:"MF_INGEST_BATCH_SIZE" default:"5000" help:"Rows per store write (${env})."`
 	FlushInterval   time.Duration `name:"ingest-flush-interval" env:"MF_INGEST_FLUSH_INTERVAL" default:"250ms" help:"Longest wait before a partial batch is written (${env})."`
 	SnapshotEvery   time.Duration `name:"ingest-snapshot-interval" env:"MF_INGEST_SNAPSHOT_INTERVAL" default:"5s" help:"How often meter states are saved and the journal trimmed (${env})."`
