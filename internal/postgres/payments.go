@@ -27,7 +27,7 @@ var _ payment.Store = (*Payments)(nil)
 const paymentColumns = `p.id, p.household_id, p.account_id, coalesce(p.bill_id, 0), coalesce(p.autopay_rule_id, 0), p.kind,
 	p.amount, p.currency, p.payee, p.payment_method_id, m.token, p.state, p.idempotency_key, p.gateway,
 	p.gateway_charge_id, p.gateway_status, p.attempts, p.failure_reason, p.confirm_by, p.lease_until,
-	p.created_at, p.updated_at, p.otp_sent_at, p.confirmed_at, p.charging_at, p.settled_at`
+	p.created_at, p.updated_at, p.otp_sent_at, p.confirmed_at, p.charging_at, p.settled_at, p.requires_otp`
 
 func scanPayment(row pgx.Row) (payment.Payment, error) {
 	var p payment.Payment
@@ -37,7 +37,7 @@ func scanPayment(row pgx.Row) (payment.Payment, error) {
 	err := row.Scan(&p.ID, &p.HouseholdID, &p.AccountID, &p.BillID, &p.AutoPayRuleID, &kind,
 		&amount, &p.Currency, &p.Payee, &p.PaymentMethodID, &p.MethodToken, &state, &p.IdempotencyKey, &p.Gateway,
 		&p.GatewayChargeID, &p.GatewayStatus, &p.Attempts, &p.FailureReason, &p.ConfirmBy, &lease,
-		&p.CreatedAt, &p.UpdatedAt, &sent, &confirmed, &charging, &settled)
+		&p.CreatedAt, &p.UpdatedAt, &sent, &confirmed, &charging, &settled, &p.RequiresOTP)
 	if err != nil {
 		return p, err
 	}
@@ -76,14 +76,14 @@ func (s *Payments) CreatePayment(ctx context.Context, p payment.Payment) (paymen
 	var id int64
 	err := s.DB.Pool.QueryRow(ctx, `
 		insert into payments (household_id, account_id, bill_id, autopay_rule_id, kind, amount, currency, payee,
-		                      payment_method_id, state, idempotency_key, gateway, confirm_by, created_at, updated_at)
-		select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14
+		                      payment_method_id, state, idempotency_key, gateway, confirm_by, created_at, updated_at, requires_otp)
+		select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15
 		  from payment_methods m
 		 where m.id = $9 and m.household_id = $1 and m.disabled_at is null
 		on conflict (idempotency_key) do nothing
 		returning id`,
 		p.HouseholdID, p.AccountID, nullID(p.BillID), nullID(p.AutoPayRuleID), string(p.Kind), num(p.Amount), p.Currency, p.Payee,
-		p.PaymentMethodID, string(p.State), p.IdempotencyKey, p.Gateway, p.ConfirmBy, p.CreatedAt).Scan(&id)
+		p.PaymentMethodID, string(p.State), p.IdempotencyKey, p.Gateway, p.ConfirmBy, p.CreatedAt, p.RequiresOTP).Scan(&id)
 	created := err == nil
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = s.DB.Pool.QueryRow(ctx, `select id from payments where idempotency_key = $1`, p.IdempotencyKey).Scan(&id)
