@@ -86,7 +86,7 @@ type PaymentsFlags struct {
 	PhoneRegion     string        `name:"phone-region" env:"MF_PHONE_REGION" default:"GB" help:"Country assumed for phone numbers written without a country code (${env})."`
 	SMS             string        `name:"sms-provider" env:"MF_SMS_PROVIDER" default:"dev" enum:"dev" help:"SMS provider: dev stores messages in the development inbox, readable in the portal (${env})."`
 	RecoverEvery    time.Duration `name:"payment-recover-interval" env:"MF_PAYMENT_RECOVER_INTERVAL" default:"30s" help:"How often unsettled charges are re-issued and unconfirmed payments expired (${env})."`
-	AccrualEvery    time.Duration `name:"accrual-interval" env:"MF_ACCRUAL_INTERVAL" default:"15m" help:"How often the cost so far of running cycles is recomputed and thresholds checked; 0 turns it off (${env})."`
+	AccrualEvery    time.Duration `name:"accrual-interval" env:"MF_ACCRUAL_INTERVAL" default:"15m" help:"How often the cost so far of running cycles is recomputed, thresholds checked and unpaid bills past due marked overdue; 0 turns it off (${env})."`
 	OutboxPoll      time.Duration `name:"outbox-poll" env:"MF_OUTBOX_POLL" default:"1s" help:"How often auto-pay and the ledger look for new billing events (${env})."`
 	ConfirmDeadline time.Duration `name:"payment-confirm-within" env:"MF_PAYMENT_CONFIRM_WITHIN" default:"48h" help:"How long a payment waits for its code before it expires (${env})."`
 }
@@ -418,6 +418,11 @@ func (m *Main) startPayments(store *postgres.Payments, sender payment.Sender, ke
 					log.Warn("accrual update", "err", err)
 				} else {
 					log.Debug("accruals updated", "summary", sum)
+				}
+				if n, err := m.Billing.MarkOverdue(ctx); err != nil {
+					log.Warn("overdue bills", "err", err)
+				} else if n > 0 {
+					log.Info("bills overdue", "bills", n)
 				}
 			})
 		})
