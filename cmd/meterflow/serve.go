@@ -62,6 +62,7 @@ type ServeCmd struct {
 	MQTTTLSAddr  string        `name:"mqtt-tls-addr" env:"MF_MQTT_TLS_ADDR" default:"" help:"MQTT over TLS listen address (${env})."`
 	MQTTTLSCert  string        `name:"mqtt-tls-cert" env:"MF_MQTT_TLS_CERT" default:"" help:"TLS certificate file (PEM) (${env})."`
 	MQTTTLSKey   string        `name:"mqtt-tls-key" env:"MF_MQTT_TLS_KEY" default:"" help:"TLS private key file (PEM) (${env})."`
+	MQTTWSAddr   string        `name:"mqtt-ws-addr" env:"MF_MQTT_WS_ADDR" default:"" help:"MQTT over WebSocket listen address (plain ws; put TLS in front) (${env})."`
 	MQTTClientCA string        `name:"mqtt-tls-client-ca" env:"MF_MQTT_TLS_CLIENT_CA" default:"" help:"CA whose certificates authenticate meters by Common Name (${env})."`
 	MaxPayload   int           `name:"max-payload-bytes" env:"MF_MAX_PAYLOAD_BYTES" default:"65536" help:"Largest reading payload accepted (${env})."`
 	AuthCacheTTL time.Duration `name:"auth-cache-ttl" env:"MF_AUTH_CACHE_TTL" default:"5m" help:"How long a meter credential is cached (${env})."`
@@ -164,7 +165,7 @@ func (c *ServeCmd) Validate() error {
 
 func (c *ServeCmd) brokerConfig() broker.Config {
 	return broker.Config{
-		TCPAddr: c.MQTTAddr, TLSAddr: c.MQTTTLSAddr,
+		TCPAddr: c.MQTTAddr, TLSAddr: c.MQTTTLSAddr, WSAddr: c.MQTTWSAddr,
 		CertFile: c.MQTTTLSCert, KeyFile: c.MQTTTLSKey, ClientCAFile: c.MQTTClientCA,
 		// Payloads up to twice the limit reach the decoder, which refuses
 		// and counts them as too_large; only larger packets make the broker
