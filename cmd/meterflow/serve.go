@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ import (
 	"github.com/meterflow/meterflow/internal/payment/sandbox"
 	"github.com/meterflow/meterflow/internal/phone"
 	"github.com/meterflow/meterflow/internal/postgres"
+	"github.com/meterflow/meterflow/internal/vee"
 )
 
 // InfluxFlags address the InfluxDB bucket.
@@ -75,6 +77,7 @@ type ServeCmd struct {
 	BatchSize       int           `name:"ingest-batch-size" env:"MF_INGEST_BATCH_SIZE" default:"5000" help:"Rows per store write (${env})."`
 	FlushInterval   time.Duration `name:"ingest-flush-interval" env:"MF_INGEST_FLUSH_INTERVAL" default:"250ms" help:"Longest wait before a partial batch is written (${env})."`
 	SnapshotEvery   time.Duration `name:"ingest-snapshot-interval" env:"MF_INGEST_SNAPSHOT_INTERVAL" default:"5s" help:"How often meter states are saved and the journal trimmed (${env})."`
+	VEERules        string        `name:"vee-rules" env:"MF_VEE_RULES" default:"" type:"existingfile" help:"YAML file of VEE rule overrides per utility and meter model (docs/vee.md); empty: the defaults (${env})."`
 	RollupEvery     time.Duration `name:"rollup-interval" env:"MF_ROLLUP_INTERVAL" default:"30s" help:"How often hourly and daily rollups are recomputed for changed windows (${env})."`
 
 	Auth     AuthFlags     `embed:"" group:"Sign-in"`
@@ -165,10 +168,25 @@ func (c *ServeCmd) Validate() error {
 	if _, err := phone.Normalize("+447400123456", c.Payments.PhoneRegion); err != nil || len(c.Payments.PhoneRegion) != 2 {
 		errs = append(errs, fmt.Errorf("phone-region: %q is not a two-letter region", c.Payments.PhoneRegion))
 	}
+	if _, err := c.veeRules(); err != nil {
+		errs = append(errs, fmt.Errorf("vee-rules: %w", err))
+	}
 	if c.FlushInterval <= 0 || c.SnapshotEvery <= 0 || c.RollupEvery <= 0 {
 		errs = append(errs, errors.New("ingest-flush-interval, ingest-snapshot-interval and rollup-interval: must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// veeRules reads the VEE rule set, or returns the defaults.
+func (c *ServeCmd) veeRules() (*vee.RuleSet, error) {
+	if c.VEERules == "" {
+		return vee.DefaultRuleSet(), nil
+	}
+	data, err := os.ReadFile(c.VEERules)
+	if err != nil {
+		return nil, err
+	}
+	return vee.ParseRuleSet(data)
 }
 
 func (c *ServeCmd) brokerConfig() broker.Config {
@@ -276,7 +294,12 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Rollups = influx.NewRollups(m.Influx, log.With("component", "rollups"), time.Now())
 	sink := influx.NewSink(m.Influx)
 	sink.Rollups = m.Rollups
+	rules, err := cfg.veeRules()
+	if err != nil {
+		return fmt.Errorf("vee-rules: %w", err)
+	}
 	m.Pipeline = ingest.NewPipeline(ingest.PipelineConfig{
+		Rules:   rules,
 		Workers: cfg.Workers, BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval,
 		SnapshotInterval: cfg.SnapshotEvery, Logger: log.With("component", "ingest"),
 	}, m.Journal, sink, &postgres.IngestSink{DB: m.DB}, m.Registry)

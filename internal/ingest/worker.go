@@ -83,7 +83,7 @@ func (w *worker) apply(rec Record) {
 		ms = &meterState{utility: rec.Utility, st: vee.NewState(rec.Meter, rec.Utility)}
 		w.states[rec.Meter] = ms
 	}
-	rules := w.p.rules[ms.utility]
+	rules := w.p.rules.For(ms.utility, rec.Model)
 	for _, msg := range rec.Messages {
 		w.out.Reset()
 		ms.st.Apply(rules, msg, rec.Received, &w.out)
