@@ -24,7 +24,9 @@ import (
 	"github.com/meterflow/meterflow/internal/influx"
 	"github.com/meterflow/meterflow/internal/ingest"
 	"github.com/meterflow/meterflow/internal/journal"
+	"github.com/meterflow/meterflow/internal/payment"
 	"github.com/meterflow/meterflow/internal/postgres"
+	"github.com/meterflow/meterflow/internal/web"
 )
 
 // InfluxFlags address the InfluxDB bucket.
@@ -176,8 +178,13 @@ type Main struct {
 	Pipeline *ingest.Pipeline
 	Rollups  *influx.Rollups
 	Broker   *broker.Broker
+	Front    *ingest.Front
 	Auth     *auth.Service
 	Billing  *billing.Service
+	// Payments, when set before Run, confirms payments through the API
+	// (POST /payments/{id}/confirm); without it that route answers
+	// "unavailable".
+	Payments *payment.Service
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -243,8 +250,8 @@ func (m *Main) Run(ctx context.Context) error {
 		defer close(m.bgDone)
 		m.Rollups.Run(bg, cfg.RollupEvery)
 	}()
-	front := ingest.NewFront(ingest.FrontConfig{MaxPayloadBytes: cfg.MaxPayload}, m.Journal, m.Registry)
-	if m.Broker, err = broker.New(cfg.brokerConfig(), m.Devices, front, log, m.Registry); err != nil {
+	m.Front = ingest.NewFront(ingest.FrontConfig{MaxPayloadBytes: cfg.MaxPayload}, m.Journal, m.Registry)
+	if m.Broker, err = broker.New(cfg.brokerConfig(), m.Devices, m.Front, log, m.Registry); err != nil {
 		return err
 	}
 	if err := m.Broker.Start(); err != nil {
@@ -264,6 +271,10 @@ func (m *Main) Run(ctx context.Context) error {
 			{Name: "influxdb", Probe: m.Influx.Ping},
 		},
 	})
+	site := web.New()
+	for _, p := range web.Routes {
+		api.Handle(p, site)
+	}
 	if cfg.Pprof {
 		api.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
 		api.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
@@ -311,10 +322,42 @@ func (m *Main) apiConfig(context.Context) (*httpapi.APIConfig, error) {
 	if m.Billing, err = billing.New(&postgres.Billing{DB: m.DB}, billing.Config{}, log.With("component", "billing")); err != nil {
 		return nil, err
 	}
-	return &httpapi.APIConfig{
+	apiCfg := &httpapi.APIConfig{
 		Auth: m.Auth, Portal: &postgres.Portal{DB: m.DB}, Usage: m.Influx, Bills: m.Billing, Devices: m.Devices,
+		Fleet:   fleet{m},
 		OpenAPI: docs.OpenAPI, CookieSecure: cfg.Auth.CookieSecure,
-	}, nil
+	}
+	if m.Payments != nil {
+		apiCfg.Payments = m.Payments
+	}
+	return apiCfg, nil
+}
+
+// fleet reads the live figures of the running server for the operators'
+// stream (/api/v1/fleet/live): every value is an atomic read of a counter
+// the broker, the front, the pipeline or the journal keeps anyway.
+type fleet struct{ m *Main }
+
+var _ httpapi.Fleet = fleet{}
+
+func (f fleet) FleetCounters() httpapi.FleetCounters {
+	c := httpapi.FleetCounters{Readings: map[string]uint64{}}
+	if f.m.Broker != nil {
+		c.ConnectedMeters = f.m.Broker.Connected()
+	}
+	if f.m.Front != nil {
+		for u, n := range f.m.Front.Readings() {
+			c.Readings[string(u)] = n
+		}
+	}
+	if f.m.Pipeline != nil {
+		c.LagRecords = f.m.Pipeline.Lag()
+		c.StoreDelay = f.m.Pipeline.StoreDelay()
+	}
+	if f.m.Journal != nil {
+		c.JournalPendingBytes = f.m.Journal.Stats().PendingBytes
+	}
+	return c
 }
 
 // HTTPAddr is the bound HTTP address.

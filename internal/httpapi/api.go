@@ -65,8 +65,8 @@ type Limit struct {
 	Burst int
 }
 
-// APIConfig wires the JSON API. Payments may be nil: its route then answers
-// "unavailable".
+// APIConfig wires the JSON API. Payments and Fleet may be nil: their routes
+// then answer "unavailable".
 type APIConfig struct {
 	Auth     Authenticator
 	Portal   portal.Store
@@ -74,6 +74,10 @@ type APIConfig struct {
 	Bills    Bills
 	Devices  Devices
 	Payments Payments
+	// Fleet, when set, feeds the operators' live stream (/fleet/live).
+	Fleet Fleet
+	// LiveEvery is how often /fleet/live sends a snapshot (default 1 s).
+	LiveEvery time.Duration
 	// OpenAPI is the document served at /api/v1/openapi.yaml.
 	OpenAPI []byte
 	// CookieSecure marks cookies Secure; turn it off only for local http.
@@ -92,6 +96,9 @@ type APIConfig struct {
 func (c *APIConfig) defaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20
+	}
+	if c.LiveEvery <= 0 {
+		c.LiveEvery = time.Second
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 30 * time.Second

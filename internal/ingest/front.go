@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,9 @@ type Front struct {
 	journal Appender
 	m       *frontMetrics
 	pool    sync.Pool
+	// byUtility counts accepted readings per utility; the map is built
+	// once and only its counters change, so readers need no lock.
+	byUtility map[meter.Utility]*atomic.Uint64
 }
 
 type frontMetrics struct {
@@ -86,7 +90,10 @@ func NewFront(cfg FrontConfig, j Appender, reg prometheus.Registerer) *Front {
 	if reg != nil {
 		reg.MustRegister(m.payloads, m.messages, m.readings)
 	}
-	f := &Front{cfg: cfg, dec: protocol.Decoder{MaxBytes: cfg.MaxPayloadBytes}, journal: j, m: m}
+	f := &Front{cfg: cfg, dec: protocol.Decoder{MaxBytes: cfg.MaxPayloadBytes}, journal: j, m: m, byUtility: map[meter.Utility]*atomic.Uint64{}}
+	for _, u := range []meter.Utility{meter.Electricity, meter.Water, meter.Gas} {
+		f.byUtility[u] = new(atomic.Uint64)
+	}
 	f.pool.New = func() any { return &scratch{} }
 	return f
 }
@@ -126,5 +133,19 @@ func (f *Front) Ingest(ctx context.Context, id device.Identity, payload []byte, 
 	f.m.payloads.Inc()
 	f.m.messages.Add(float64(len(msgs)))
 	f.m.readings.Add(float64(n))
+	if c := f.byUtility[id.Utility]; c != nil {
+		c.Add(uint64(n))
+	}
 	return nil
+}
+
+// Readings returns how many readings of each utility the front accepted
+// into the journal since it was built. It is safe to call concurrently with
+// Ingest; the counts only grow.
+func (f *Front) Readings() map[meter.Utility]uint64 {
+	out := make(map[meter.Utility]uint64, len(f.byUtility))
+	for u, c := range f.byUtility {
+		out[u] = c.Load()
+	}
+	return out
 }
