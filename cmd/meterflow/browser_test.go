@@ -122,13 +122,13 @@ func (j *jsErrors) list() []string {
 
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(80))
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if !assert.NoError(t, err, "screenshot %s", name) {
 		return
 	}
 	dir := filepath.Join(testenv.RepoRoot(t), "test-artifacts")
 	require.NoError(t, os.MkdirAll(dir, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".jpg"), buf, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644))
 }
 
 var smsCode = regexp.MustCompile(`\b([0-9]{6})\b`)

@@ -4,9 +4,9 @@
 
 import { h, s, newID, fmtNum, table } from './dom.js';
 
-const W = 720;
 const H = 260;
-const M = { top: 12, right: 12, bottom: 44, left: 60 };
+const M = { top: 28, right: 12, bottom: 44, left: 60 };
+let W = 720;
 
 // niceMax rounds a maximum up to 1, 2 or 5 times a power of ten.
 function niceMax(v) {
@@ -37,13 +37,14 @@ function yAxis(max, unit) {
     out.push(s('line', { class: i ? 'grid-line' : 'axis', x1: M.left, x2: W - M.right, y1: y, y2: y }));
     out.push(s('text', { x: M.left - 6, y: y + 4, 'text-anchor': 'end' }, fmtNum(v, 2)));
   }
-  out.push(s('text', { x: 4, y: M.top + 4 }, unit || ''));
+  out.push(s('text', { x: M.left, y: 14, 'text-anchor': 'start', class: 'unit' }, unit || ''));
   return out;
 }
 
 // barChart draws points [{label, value, time?}] as bars. cls colours the
 // bars (a utility name).
-export function barChart({ title, unit, points, cls = 'other', empty = 'No data for this period.' }) {
+export function barChart({ title, unit, points, cls = 'other', empty = 'No data for this period.', width = 720 }) {
+  W = width;
   if (!points.length) return h('p', { class: 'muted chart-empty' }, `${title}: ${empty}`);
   const max = niceMax(Math.max(...points.map((p) => p.value)));
   const plotW = W - M.left - M.right;
@@ -73,7 +74,8 @@ export function barChart({ title, unit, points, cls = 'other', empty = 'No data 
 }
 
 // lineChart draws a series of numbers, oldest first.
-export function lineChart({ title, unit, values, labels }) {
+export function lineChart({ title, unit, values, labels, width = 720 }) {
+  W = width;
   if (!values.length) return h('p', { class: 'muted chart-empty' }, `${title}: no data yet.`);
   const max = niceMax(Math.max(...values));
   const plotW = W - M.left - M.right;

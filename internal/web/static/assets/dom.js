@@ -44,10 +44,10 @@ export function notice(kind, ...text) {
 // said so plainly, anything else shows the API's message.
 export function errorNotice(err, what) {
   if (err instanceof ApiError && err.missing) {
-    return notice('unavailable', `${what} is not available on this server yet. It will appear here once it is enabled.`);
+    return notice('unavailable', `${what}: not available on this server yet. This will appear here once it is enabled.`);
   }
   if (err instanceof ApiError && err.code === 'unavailable') {
-    return notice('unavailable', `${what} is unavailable right now: ${err.message}`);
+    return notice('unavailable', `${what}: unavailable right now. ${err.message}`);
   }
   return notice('error', `${what}: ${err.message || err}`);
 }

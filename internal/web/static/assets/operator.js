@@ -64,8 +64,8 @@ function live(el) {
     if (Date.now() - last > 5000 || history.length < 3) {
       last = Date.now();
       charts.replaceChildren(
-        barChart({ title: 'Readings per second by utility', unit: 'readings/s', points: UTILITIES.map((u) => ({ label: u, value: s.readings_per_second_by_utility[u] || 0 })) }),
-        lineChart({ title: 'Readings per second, last minute', unit: 'readings/s', values: history.map((x) => x.rate), labels: history.map((x) => fmtTime(x.at)) }));
+        barChart({ title: 'Readings per second by utility', unit: 'readings/s', points: UTILITIES.map((u) => ({ label: u, value: s.readings_per_second_by_utility[u] || 0 })), width: 420 }),
+        lineChart({ title: 'Readings per second, last minute', unit: 'readings/s', values: history.map((x) => x.rate), labels: history.map((x) => fmtTime(x.at)), width: 420 }));
     }
   });
   es.addEventListener('error', () => {
@@ -84,7 +84,7 @@ async function regions(el) {
     const byUtility = UTILITIES.map((u) => {
       const rows = items.filter((x) => x.utility === u);
       if (!rows.length) return null;
-      return barChart({ title: `${u[0].toUpperCase() + u.slice(1)} by region`, unit: rows[0].unit, cls: u, points: rows.map((r) => ({ label: r.region || '(no region)', value: r.quantity })) });
+      return barChart({ title: `${u[0].toUpperCase() + u.slice(1)} by region`, unit: rows[0].unit, cls: u, points: rows.map((r) => ({ label: r.region || '(no region)', value: r.quantity })), width: 420 });
     });
     return [
       h('div', { class: 'grid' }, byUtility),

@@ -52,7 +52,7 @@ async function fill(el, what, fn) {
 }
 
 function accountPicker() {
-  if (state.accounts.length < 2) return null;
+  if (state.accounts.length < 2) return '';
   const sel = h('select', { id: 'account-select' }, state.accounts.map((a) => h('option', { value: a.id, selected: a.id === state.account.id }, a.number)));
   sel.addEventListener('change', () => { state.account = state.accounts.find((a) => String(a.id) === sel.value); route(); });
   return h('div', { class: 'field' }, h('label', { for: 'account-select' }, 'Account'), sel);
@@ -321,21 +321,42 @@ async function autopay() {
   });
 }
 
+// The triggers of an auto-pay rule, with the amounts each one needs (as in
+// the autopay_rules table).
+const TRIGGERS = {
+  bill_issued: { text: 'a bill is issued', needs: [] },
+  accrued_above: { text: 'the cost of the cycle goes above an amount', needs: ['accrued_above'] },
+  balance_below: { text: 'my prepaid balance falls below an amount', needs: ['balance_below', 'topup_amount'] },
+};
+
 function autopayForm(methods, status) {
   const trigger = field('Pay when', { tag: 'select', id: 'autopay-trigger', name: 'trigger' });
-  trigger.querySelector('select').append(h('option', { value: 'bill_issued' }, 'a bill is issued'), h('option', { value: 'threshold' }, 'the cost of the cycle reaches an amount'));
+  trigger.querySelector('select').append(...Object.entries(TRIGGERS).map(([v, t]) => h('option', { value: v }, t.text)));
   const method = field('Payment method', { tag: 'select', id: 'autopay-method', name: 'payment_method_id', required: true });
   method.querySelector('select').append(...methods.map((m) => h('option', { value: m.id }, m.last4 ? `Card ending ${m.last4}` : `Method ${m.id}`)));
-  const max = field('Never pay more than', { id: 'autopay-max', name: 'max_amount', inputmode: 'decimal' }, 'Optional, in the account currency.');
-  const threshold = field('Amount that starts a payment', { id: 'autopay-threshold', name: 'threshold', inputmode: 'decimal' }, 'Only for “the cost of the cycle reaches an amount”.');
+  const max = field('Never pay more than', { id: 'autopay-max', name: 'max_amount', inputmode: 'decimal', required: true }, 'In the account currency; a larger payment is not prepared.');
+  const amounts = {
+    accrued_above: field('Cost of the cycle that starts a payment', { id: 'autopay-accrued-above', name: 'accrued_above', inputmode: 'decimal' }),
+    balance_below: field('Balance that starts a top-up', { id: 'autopay-balance-below', name: 'balance_below', inputmode: 'decimal' }),
+    topup_amount: field('Top up by', { id: 'autopay-topup', name: 'topup_amount', inputmode: 'decimal' }),
+  };
   const submit = h('button', { type: 'submit' }, 'Set up auto-pay');
-  const form = h('form', { class: 'stack', id: 'autopay-form' }, trigger, method, max, threshold, submit);
+  const form = h('form', { class: 'stack', id: 'autopay-form' }, trigger, method, max, Object.values(amounts), submit);
+  const show = () => {
+    for (const [k, el] of Object.entries(amounts)) {
+      const needed = TRIGGERS[form.trigger.value].needs.includes(k);
+      el.hidden = !needed;
+      el.querySelector('input').required = needed;
+    }
+  };
+  form.trigger.addEventListener('change', show);
+  show();
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     busy(submit, async () => {
-      const body = { trigger: form.trigger.value, payment_method_id: Number(form.payment_method_id.value) };
-      if (form.max_amount.value.trim()) body.max_amount = form.max_amount.value.trim();
-      if (form.trigger.value === 'threshold' && form.threshold.value.trim()) body.threshold = form.threshold.value.trim();
+      const t = form.trigger.value;
+      const body = { trigger: t, payment_method_id: Number(form.payment_method_id.value), max_amount: form.max_amount.value.trim() };
+      for (const k of TRIGGERS[t].needs) body[k] = form[k].value.trim();
       try {
         const rule = await api.post(`/accounts/${state.account.id}/autopay`, body);
         status.replaceChildren(confirmRuleForm(rule.id ?? (rule.rule && rule.rule.id)));
