@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,14 +16,12 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
-	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/device"
 	"github.com/meterflow/meterflow/internal/meter"
-	"github.com/meterflow/meterflow/internal/otp"
 	"github.com/meterflow/meterflow/internal/payment"
 	"github.com/meterflow/meterflow/internal/payment/sandbox"
 	"github.com/meterflow/meterflow/internal/postgres"
@@ -232,18 +227,15 @@ type browserEnv struct {
 	m         *Main
 	db        *postgres.DB
 	inbox     *postgres.DevSMS
-	pay       *payment.Service
 	household int64
 	account   int64
-	method    int64
 	meter     *simMeter
 	base      string
 }
 
 // newBrowserEnv seeds a household (with `meterflow seed`'s generator),
 // gives it a meter that publishes over MQTT, a verified phone and a card,
-// creates a household and an operator user, and starts the server with the
-// payment service wired.
+// starts the server, and creates a household and an operator user.
 func newBrowserEnv(t *testing.T) *browserEnv {
 	t.Helper()
 	ctx := context.Background()
@@ -269,16 +261,10 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 	require.NoError(t, err)
 	tok, err := sandbox.Tokenize(sandbox.CardSuccess)
 	require.NoError(t, err)
-	e.method, err = store.AddPaymentMethod(ctx, postgres.PaymentMethod{HouseholdID: e.household, Gateway: "sandbox", Token: tok, Last4: "4242"})
-	require.NoError(t, err)
-	issuer, err := otp.NewIssuer(otp.DefaultPolicy(), bytes.Repeat([]byte{9}, 32), "test", nil)
-	require.NoError(t, err)
-	e.pay, err = payment.New(store, &sandbox.Gateway{}, e.inbox, issuer, payment.DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	_, err = store.AddPaymentMethod(ctx, postgres.PaymentMethod{HouseholdID: e.household, Gateway: "sandbox", Token: tok, Brand: "Visa", Last4: "4242"})
 	require.NoError(t, err)
 
-	e.m = &Main{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Payments: e.pay}
-	require.NoError(t, e.m.Run(ctx))
-	t.Cleanup(func() { _ = e.m.Close() })
+	e.m = startMain(t, cfg)
 	e.base = "http://" + e.m.HTTPAddr()
 	_, err = e.m.Auth.CreateUser(ctx, auth.NewUser{Phone: householdPhone, Password: browserPass, Role: auth.RoleHousehold, HouseholdID: e.household})
 	require.NoError(t, err)
@@ -288,24 +274,25 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 	return e
 }
 
-// autoPayment creates a bill and the payment an auto-pay rule makes for
-// it, and sends its code, as the auto-pay consumer does.
-func (e *browserEnv) autoPayment(t *testing.T) payment.Payment {
+// issueBill issues a bill as billing does: the bill and its bill.issued
+// event in one transaction, for the auto-pay consumer to pick up.
+func (e *browserEnv) issueBill(t *testing.T, total string) int64 {
 	t.Helper()
 	ctx := context.Background()
-	var bill, rule int64
-	require.NoError(t, e.db.Pool.QueryRow(ctx, `insert into bills (account_id, household_id, period_start, period_end,
-		period_start_at, period_end_at, time_zone, currency, subtotal, tax, total, issued_at, due_date)
-		values ($1, $2, '2026-01-01', '2026-02-01', '2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', 'Europe/London', 'GBP',
-		40.10, 2.00, 42.10, now(), '2026-02-15') returning id`, e.account, e.household).Scan(&bill))
-	require.NoError(t, e.db.Pool.QueryRow(ctx, `insert into autopay_rules (account_id, household_id, trigger, max_amount, payment_method_id)
-		values ($1, $2, 'bill_issued', 500, $3) returning id`, e.account, e.household, e.method).Scan(&rule))
-	p, err := e.pay.Create(ctx, payment.NewPayment{HouseholdID: e.household, AccountID: e.account, BillID: bill, AutoPayRuleID: rule,
-		Kind: payment.KindBill, Amount: decimal.RequireFromString("42.10"), Currency: "GBP", Payee: "Meterflow Energy",
-		PaymentMethodID: e.method, IdempotencyKey: fmt.Sprintf("autopay:%d:bill:%d", rule, bill)})
+	tx, err := e.db.Pool.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, e.pay.SendCode(ctx, p.ID))
-	return p
+	defer func() { _ = tx.Rollback(ctx) }()
+	var bill int64
+	require.NoError(t, tx.QueryRow(ctx, `insert into bills (account_id, household_id, period_start, period_end,
+		period_start_at, period_end_at, time_zone, currency, subtotal, tax, total, issued_at, due_date)
+		values ($1, $2, '2026-10-01', '2026-11-01', '2026-10-01T00:00:00+01', '2026-11-01T00:00:00Z', 'Europe/London', 'GBP',
+		$3::numeric - 2, 2, $3::numeric, now(), '2026-11-15') returning id`, e.account, e.household, total).Scan(&bill))
+	_, err = tx.Exec(ctx, `insert into outbox (event_key, kind, account_id, payload, occurred_at) values ($1, 'bill.issued', $2, $3, now())`,
+		fmt.Sprintf("bill.issued:%d", bill), e.account,
+		fmt.Sprintf(`{"bill_id": %d, "account_id": %d, "currency": "GBP", "total": %q}`, bill, e.account, total))
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	return bill
 }
 
 func TestBrowserPortalAndDashboard(t *testing.T) {
@@ -380,13 +367,52 @@ func TestBrowserPortalAndDashboard(t *testing.T) {
 		}
 	})
 
-	t.Run("household confirms an auto-payment with the SMS code", func(t *testing.T) {
-		tctx, cancel := context.WithTimeout(bctx, 30*time.Second)
+	t.Run("household turns on auto-pay and confirms the payment it prepares", func(t *testing.T) {
+		tctx, cancel := context.WithTimeout(bctx, 40*time.Second)
 		defer cancel()
-		p := e.autoPayment(t)
-		code, _ := codeAfter(t, e.inbox, householdPhone, 0, "to pay 42.10 GBP")
+		before := lastSMS(t, e.inbox, householdPhone)
 		require.NoError(t, chromedp.Do(tctx,
-			chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`location.hash = '#/payments/%d'`, p.ID)),
+			chromedp.Evaluate[chromedp.Void](`location.hash = '#/autopay'`),
+			chromedp.WaitVisible(chromedp.CSS("#autopay-setup summary")),
+			chromedp.Click(chromedp.CSS("#autopay-setup summary")),
+			chromedp.WaitVisible(chromedp.ID("autopay-max")),
+			chromedp.SendKeys(chromedp.ID("autopay-max"), "500"+kb.Enter),
+			chromedp.WaitVisible(chromedp.ID("autopay-code")),
+		))
+		audit(t, tctx, "auto-pay")
+		code, _ := codeAfter(t, e.inbox, householdPhone, before, "turn on auto-pay")
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.SendKeys(chromedp.ID("autopay-code"), code+kb.Enter),
+			chromedp.WaitVisible(chromedp.ID("autopay-on")),
+		))
+		var enabled int
+		require.NoError(t, e.db.Pool.QueryRow(ctx, `select count(*) from autopay_rules where account_id = $1 and enabled and trigger = 'bill_issued'
+			and max_amount = 500`, e.account).Scan(&enabled))
+		require.Equal(t, 1, enabled, "the rule is in effect")
+
+		// A bill is issued; the auto-pay consumer prepares its payment and
+		// sends the code.
+		bill := e.issueBill(t, "42.10")
+		store := &postgres.Payments{DB: e.db}
+		var pay payment.Payment
+		require.Eventually(t, func() bool {
+			ps, err := store.ListPayments(ctx, e.household, "otp_sent", 0, 10)
+			require.NoError(t, err)
+			for _, p := range ps {
+				if p.BillID == bill {
+					pay = p
+					return true
+				}
+			}
+			return false
+		}, 15*time.Second, 50*time.Millisecond, "auto-pay prepares the payment")
+		code, _ = codeAfter(t, e.inbox, householdPhone, 0, "to pay 42.10 GBP")
+
+		link := fmt.Sprintf(`a[href="#/payments/%d"]`, pay.ID)
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.Evaluate[chromedp.Void](`location.hash = '#/payments'`),
+			chromedp.WaitVisible(chromedp.CSS(link)),
+			chromedp.Click(chromedp.CSS(link)),
 			chromedp.WaitVisible(chromedp.ID("confirm-code")),
 			chromedp.SendKeys(chromedp.ID("confirm-code"), code+kb.Enter),
 			chromedp.WaitVisible(chromedp.ID("confirm-result")),
@@ -394,13 +420,15 @@ func TestBrowserPortalAndDashboard(t *testing.T) {
 		shown, err := chromedp.Run(tctx, chromedp.AttributeValue(chromedp.ID("confirm-result"), "data-state"))
 		require.NoError(t, err)
 		assert.Equal(t, "succeeded", shown.Value)
-		var state, amount string
-		require.NoError(t, e.db.Pool.QueryRow(ctx, `select state, amount::text from payments where id = $1`, p.ID).Scan(&state, &amount))
+		var state, amount, billStatus string
+		require.NoError(t, e.db.Pool.QueryRow(ctx, `select p.state, p.amount::text, b.status from payments p join bills b on b.id = p.bill_id
+			where p.id = $1`, pay.ID).Scan(&state, &amount, &billStatus))
 		assert.Equal(t, "succeeded", state)
 		assert.Equal(t, "42.10", amount)
+		assert.Equal(t, "paid", billStatus)
 		text, err := chromedp.Run(tctx, chromedp.Text(chromedp.ID("confirm-result")))
 		require.NoError(t, err)
-		assert.Contains(t, text, "42.1 GBP", "the amount as the API sent it")
+		assert.Contains(t, text, "42.10 GBP", "the amount as the API sent it")
 		audit(t, tctx, "payment")
 		screenshot(t, tctx, "portal-payment")
 	})

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +27,11 @@ import (
 	"github.com/meterflow/meterflow/internal/influx"
 	"github.com/meterflow/meterflow/internal/ingest"
 	"github.com/meterflow/meterflow/internal/journal"
+	"github.com/meterflow/meterflow/internal/otp"
+	"github.com/meterflow/meterflow/internal/outbox"
 	"github.com/meterflow/meterflow/internal/payment"
+	"github.com/meterflow/meterflow/internal/payment/sandbox"
+	"github.com/meterflow/meterflow/internal/phone"
 	"github.com/meterflow/meterflow/internal/postgres"
 	"github.com/meterflow/meterflow/internal/web"
 )
@@ -68,7 +75,21 @@ type ServeCmd struct {
 	SnapshotEvery   time.Duration `name:"ingest-snapshot-interval" env:"MF_INGEST_SNAPSHOT_INTERVAL" default:"5s" help:"How often meter states are saved and the journal trimmed (${env})."`
 	RollupEvery     time.Duration `name:"rollup-interval" env:"MF_ROLLUP_INTERVAL" default:"30s" help:"How often hourly and daily rollups are recomputed for changed windows (${env})."`
 
-	Auth AuthFlags `embed:"" group:"Sign-in"`
+	Auth     AuthFlags     `embed:"" group:"Sign-in"`
+	Payments PaymentsFlags `embed:"" group:"Payments"`
+}
+
+// PaymentsFlags configure payments, auto-pay and the billing loops that
+// raise their events.
+type PaymentsFlags struct {
+	Gateway         string        `name:"payment-gateway" env:"MF_PAYMENT_GATEWAY" default:"sandbox" enum:"sandbox" help:"Payment gateway: sandbox (test cards, no real money) (${env})."`
+	Payee           string        `name:"payee" env:"MF_PAYEE" default:"Meterflow Energy" help:"Who households pay, as codes and receipts name it (${env})."`
+	PhoneRegion     string        `name:"phone-region" env:"MF_PHONE_REGION" default:"GB" help:"Country assumed for phone numbers written without a country code (${env})."`
+	SMS             string        `name:"sms-provider" env:"MF_SMS_PROVIDER" default:"dev" enum:"dev" help:"SMS provider: dev stores messages in the development inbox, readable in the portal (${env})."`
+	RecoverEvery    time.Duration `name:"payment-recover-interval" env:"MF_PAYMENT_RECOVER_INTERVAL" default:"30s" help:"How often unsettled charges are re-issued and unconfirmed payments expired (${env})."`
+	AccrualEvery    time.Duration `name:"accrual-interval" env:"MF_ACCRUAL_INTERVAL" default:"15m" help:"How often the cost so far of running cycles is recomputed, thresholds checked and unpaid bills past due marked overdue; 0 turns it off (${env})."`
+	OutboxPoll      time.Duration `name:"outbox-poll" env:"MF_OUTBOX_POLL" default:"1s" help:"How often auto-pay and the ledger look for new billing events (${env})."`
+	ConfirmDeadline time.Duration `name:"payment-confirm-within" env:"MF_PAYMENT_CONFIRM_WITHIN" default:"48h" help:"How long a payment waits for its code before it expires (${env})."`
 }
 
 // AuthFlags configure sign-in and the API's cookies.
@@ -127,6 +148,15 @@ func (c *ServeCmd) Validate() error {
 	if c.Auth.SessionTTL != 0 && (c.Auth.SessionTTL < time.Minute || c.Auth.SessionTTL > 30*24*time.Hour) {
 		errs = append(errs, fmt.Errorf("session-ttl: %s is outside 1m..720h", c.Auth.SessionTTL))
 	}
+	if c.Payments.RecoverEvery <= 0 || c.Payments.OutboxPoll <= 0 || c.Payments.AccrualEvery < 0 {
+		errs = append(errs, errors.New("payment-recover-interval and outbox-poll: must be positive; accrual-interval: not negative"))
+	}
+	if c.Payments.ConfirmDeadline < time.Minute {
+		errs = append(errs, fmt.Errorf("payment-confirm-within: %s is below a minute", c.Payments.ConfirmDeadline))
+	}
+	if _, err := phone.Normalize("+447400123456", c.Payments.PhoneRegion); err != nil || len(c.Payments.PhoneRegion) != 2 {
+		errs = append(errs, fmt.Errorf("phone-region: %q is not a two-letter region", c.Payments.PhoneRegion))
+	}
 	if c.FlushInterval <= 0 || c.SnapshotEvery <= 0 || c.RollupEvery <= 0 {
 		errs = append(errs, errors.New("ingest-flush-interval, ingest-snapshot-interval and rollup-interval: must be positive"))
 	}
@@ -181,16 +211,16 @@ type Main struct {
 	Front    *ingest.Front
 	Auth     *auth.Service
 	Billing  *billing.Service
-	// Payments, when set before Run, confirms payments through the API
-	// (POST /payments/{id}/confirm); without it that route answers
-	// "unavailable".
 	Payments *payment.Service
+	Setup    *payment.Setup
 
 	httpLn  net.Listener
 	httpSrv *http.Server
-	// stopBG ends the background loops started by Run.
+	// stopBG ends the background loops started by Run; bgWG waits for
+	// them.
 	stopBG context.CancelFunc
-	bgDone chan struct{}
+	bgCtx  context.Context
+	bgWG   sync.WaitGroup
 }
 
 // Run opens the stores, replays the journal and starts the listeners. It
@@ -235,7 +265,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Devices = device.NewRegistry(&postgres.Meters{DB: m.DB}, device.Config{CacheTTL: cfg.AuthCacheTTL, Logger: log})
 
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	m.stopBG, m.bgDone = stop, make(chan struct{})
+	m.stopBG, m.bgCtx = stop, bg
 	m.Rollups = influx.NewRollups(m.Influx, log.With("component", "rollups"), time.Now())
 	sink := influx.NewSink(m.Influx)
 	sink.Rollups = m.Rollups
@@ -246,10 +276,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Pipeline.Start(bg); err != nil {
 		return err
 	}
-	go func() {
-		defer close(m.bgDone)
-		m.Rollups.Run(bg, cfg.RollupEvery)
-	}()
+	m.background(func(ctx context.Context) { m.Rollups.Run(ctx, cfg.RollupEvery) })
 	m.Front = ingest.NewFront(ingest.FrontConfig{MaxPayloadBytes: cfg.MaxPayload}, m.Journal, m.Registry)
 	if m.Broker, err = broker.New(cfg.brokerConfig(), m.Devices, m.Front, log, m.Registry); err != nil {
 		return err
@@ -312,9 +339,9 @@ func (m *Main) apiConfig(context.Context) (*httpapi.APIConfig, error) {
 	if cfg.Auth.Argon2MemoryKiB != 0 {
 		argon.Memory = cfg.Auth.Argon2MemoryKiB
 	}
-	// The development SMS sender is the only one wired so far: codes land
-	// in the sms_dev_inbox table.
-	if m.Auth, err = auth.New(&postgres.Auth{DB: m.DB}, &postgres.DevSMS{DB: m.DB}, auth.Config{
+	devSMS := &postgres.DevSMS{DB: m.DB}
+	var sender payment.Sender = devSMS
+	if m.Auth, err = auth.New(&postgres.Auth{DB: m.DB}, sender, auth.Config{
 		Key: key, KeyID: "k1", SessionTTL: cfg.Auth.SessionTTL, Argon2: argon, Logger: log.With("component", "auth"),
 	}); err != nil {
 		return nil, err
@@ -322,15 +349,115 @@ func (m *Main) apiConfig(context.Context) (*httpapi.APIConfig, error) {
 	if m.Billing, err = billing.New(&postgres.Billing{DB: m.DB}, billing.Config{}, log.With("component", "billing")); err != nil {
 		return nil, err
 	}
-	apiCfg := &httpapi.APIConfig{
+	pays := &postgres.Payments{DB: m.DB}
+	if err := m.startPayments(pays, sender, key); err != nil {
+		return nil, err
+	}
+	api := &httpapi.APIConfig{
 		Auth: m.Auth, Portal: &postgres.Portal{DB: m.DB}, Usage: m.Influx, Bills: m.Billing, Devices: m.Devices,
+		Payments: m.Payments, PaymentSetup: m.Setup, PaymentLog: pays,
 		Fleet:   fleet{m},
 		OpenAPI: docs.OpenAPI, CookieSecure: cfg.Auth.CookieSecure,
 	}
-	if m.Payments != nil {
-		apiCfg.Payments = m.Payments
+	if cfg.Payments.SMS == "dev" {
+		api.DevInbox = devSMS
 	}
-	return apiCfg, nil
+	return api, nil
+}
+
+// startPayments builds the payment service and starts its loops: auto-pay
+// and ledger postings from the outbox, re-issue of unsettled charges and
+// expiry of unconfirmed payments, and the accrual of running cycles that
+// raises threshold events.
+func (m *Main) startPayments(store *postgres.Payments, sender payment.Sender, key []byte) error {
+	cfg, log := m.Config.Payments, m.Logger.With("component", "payments")
+	// The OTP key is derived from the server key, so payment codes and
+	// sign-in codes never share a MAC key.
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("meterflow payment codes"))
+	issuer, err := otp.NewIssuer(otp.DefaultPolicy(), mac.Sum(nil), "k1", time.Now)
+	if err != nil {
+		return err
+	}
+	pc := payment.DefaultConfig()
+	pc.Payee, pc.ConfirmWithin, pc.SMSProvider, pc.Gateway = cfg.Payee, cfg.ConfirmDeadline, cfg.SMS, cfg.Gateway
+	var gw payment.Gateway
+	switch cfg.Gateway {
+	case "sandbox":
+		log.Warn("payments go through the sandbox gateway: no real money moves")
+		gw = &sandbox.Gateway{}
+	default:
+		return fmt.Errorf("payment-gateway: %q is not known", cfg.Gateway)
+	}
+	if m.Payments, err = payment.New(store, gw, sender, issuer, pc, log, nil); err != nil {
+		return err
+	}
+	m.Setup = m.Payments.NewSetup(store, cfg.PhoneRegion)
+	ob := &postgres.Outbox{DB: m.DB}
+	autopay, err := outbox.New(ob, outbox.Config{Name: "autopay", Poll: cfg.OutboxPoll, Logger: log}, m.Setup.HandleAutopayEvent)
+	if err != nil {
+		return err
+	}
+	ledgerPoster, err := outbox.New(ob, outbox.Config{Name: "ledger", Poll: cfg.OutboxPoll, Logger: log}, payment.PostBillHandler(store))
+	if err != nil {
+		return err
+	}
+	m.background(autopay.Run)
+	m.background(ledgerPoster.Run)
+	m.background(func(ctx context.Context) {
+		every(ctx, cfg.RecoverEvery, func() {
+			if n, err := m.Payments.Recover(ctx); err != nil {
+				log.Warn("payment recovery", "err", err)
+			} else if n > 0 {
+				log.Info("charges re-issued", "payments", n)
+			}
+			if n, err := m.Payments.ExpireDue(ctx); err != nil {
+				log.Warn("payment expiry", "err", err)
+			} else if n > 0 {
+				log.Info("payments expired", "payments", n)
+			}
+		})
+	})
+	if cfg.AccrualEvery > 0 {
+		m.background(func(ctx context.Context) {
+			every(ctx, cfg.AccrualEvery, func() {
+				if sum, err := m.Billing.UpdateAccruals(ctx); err != nil {
+					log.Warn("accrual update", "err", err)
+				} else {
+					log.Debug("accruals updated", "summary", sum)
+				}
+				if n, err := m.Billing.MarkOverdue(ctx); err != nil {
+					log.Warn("overdue bills", "err", err)
+				} else if n > 0 {
+					log.Info("bills overdue", "bills", n)
+				}
+			})
+		})
+	}
+	return nil
+}
+
+// background runs fn until the server closes; Close waits for it.
+func (m *Main) background(fn func(context.Context)) {
+	m.bgWG.Add(1)
+	go func() {
+		defer m.bgWG.Done()
+		fn(m.bgCtx)
+	}()
+}
+
+// every runs fn now and then every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		fn()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // fleet reads the live figures of the running server for the operators'
@@ -385,7 +512,7 @@ func (m *Main) Close() error {
 	}
 	if m.stopBG != nil {
 		m.stopBG()
-		<-m.bgDone
+		m.bgWG.Wait()
 	}
 	if m.Journal != nil {
 		errs = append(errs, m.Journal.Close())

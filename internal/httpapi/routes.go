@@ -10,9 +10,10 @@ import (
 
 // Scopes an API token may be granted.
 const (
-	ScopeMetersRead  = "meters:read"
-	ScopeMetersWrite = "meters:write"
-	ScopeVEERead     = "vee:read"
+	ScopeMetersRead   = "meters:read"
+	ScopeMetersWrite  = "meters:write"
+	ScopeVEERead      = "vee:read"
+	ScopePaymentsRead = "payments:read"
 )
 
 // routeTable is every endpoint of the API. A route without a rule does not

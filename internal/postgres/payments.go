@@ -27,7 +27,7 @@ var _ payment.Store = (*Payments)(nil)
 const paymentColumns = `p.id, p.household_id, p.account_id, coalesce(p.bill_id, 0), coalesce(p.autopay_rule_id, 0), p.kind,
 	p.amount, p.currency, p.payee, p.payment_method_id, m.token, p.state, p.idempotency_key, p.gateway,
 	p.gateway_charge_id, p.gateway_status, p.attempts, p.failure_reason, p.confirm_by, p.lease_until,
-	p.created_at, p.updated_at, p.otp_sent_at, p.confirmed_at, p.charging_at, p.settled_at`
+	p.created_at, p.updated_at, p.otp_sent_at, p.confirmed_at, p.charging_at, p.settled_at, p.requires_otp`
 
 func scanPayment(row pgx.Row) (payment.Payment, error) {
 	var p payment.Payment
@@ -37,7 +37,7 @@ func scanPayment(row pgx.Row) (payment.Payment, error) {
 	err := row.Scan(&p.ID, &p.HouseholdID, &p.AccountID, &p.BillID, &p.AutoPayRuleID, &kind,
 		&amount, &p.Currency, &p.Payee, &p.PaymentMethodID, &p.MethodToken, &state, &p.IdempotencyKey, &p.Gateway,
 		&p.GatewayChargeID, &p.GatewayStatus, &p.Attempts, &p.FailureReason, &p.ConfirmBy, &lease,
-		&p.CreatedAt, &p.UpdatedAt, &sent, &confirmed, &charging, &settled)
+		&p.CreatedAt, &p.UpdatedAt, &sent, &confirmed, &charging, &settled, &p.RequiresOTP)
 	if err != nil {
 		return p, err
 	}
@@ -76,14 +76,14 @@ func (s *Payments) CreatePayment(ctx context.Context, p payment.Payment) (paymen
 	var id int64
 	err := s.DB.Pool.QueryRow(ctx, `
 		insert into payments (household_id, account_id, bill_id, autopay_rule_id, kind, amount, currency, payee,
-		                      payment_method_id, state, idempotency_key, gateway, confirm_by, created_at, updated_at)
-		select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14
+		                      payment_method_id, state, idempotency_key, gateway, confirm_by, created_at, updated_at, requires_otp)
+		select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15
 		  from payment_methods m
 		 where m.id = $9 and m.household_id = $1 and m.disabled_at is null
 		on conflict (idempotency_key) do nothing
 		returning id`,
 		p.HouseholdID, p.AccountID, nullID(p.BillID), nullID(p.AutoPayRuleID), string(p.Kind), num(p.Amount), p.Currency, p.Payee,
-		p.PaymentMethodID, string(p.State), p.IdempotencyKey, p.Gateway, p.ConfirmBy, p.CreatedAt).Scan(&id)
+		p.PaymentMethodID, string(p.State), p.IdempotencyKey, p.Gateway, p.ConfirmBy, p.CreatedAt, p.RequiresOTP).Scan(&id)
 	created := err == nil
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = s.DB.Pool.QueryRow(ctx, `select id from payments where idempotency_key = $1`, p.IdempotencyKey).Scan(&id)
@@ -440,23 +440,49 @@ func (d *DevSMS) Send(ctx context.Context, to, body string) (string, error) {
 	return "dev-" + strconv.FormatInt(id, 10), nil
 }
 
-// DevInboxMessage is a message in the development inbox.
-type DevInboxMessage struct {
-	ID        int64
-	To        string
-	Body      string
-	CreatedAt time.Time
-}
-
 // Inbox returns the messages sent to a number, newest first.
-func (d *DevSMS) Inbox(ctx context.Context, to string, limit int) ([]DevInboxMessage, error) {
+func (d *DevSMS) Inbox(ctx context.Context, to string, limit int) ([]payment.InboxMessage, error) {
 	rows, err := d.DB.Pool.Query(ctx, `select id, to_e164, body, created_at from sms_dev_inbox where to_e164 = $1 order by id desc limit $2`, to, limit)
 	if err != nil {
 		return nil, fmt.Errorf("dev inbox: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (DevInboxMessage, error) {
-		var m DevInboxMessage
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.InboxMessage, error) {
+		var m payment.InboxMessage
 		err := r.Scan(&m.ID, &m.To, &m.Body, &m.CreatedAt)
 		return m, err
+	})
+}
+
+// ListPayments lists payments newest first: of one household (0: all),
+// in one state ("" for any), with ids below before (0: from the newest).
+func (s *Payments) ListPayments(ctx context.Context, householdID int64, state string, before int64, limit int) ([]payment.Payment, error) {
+	rows, err := s.DB.Pool.Query(ctx, `select `+paymentColumns+`
+		from payments p join payment_methods m on m.id = p.payment_method_id
+		where ($1 = 0 or p.household_id = $1) and ($2 = '' or p.state = $2) and ($3 = 0 or p.id < $3)
+		order by p.id desc limit $4`, householdID, state, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list payments: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.Payment, error) { return scanPayment(r) })
+}
+
+// PaymentStats counts payments created since a time by state and currency.
+func (s *Payments) PaymentStats(ctx context.Context, since time.Time) ([]payment.StateCount, error) {
+	rows, err := s.DB.Pool.Query(ctx, `select state, currency, count(*), sum(amount) from payments where created_at >= $1
+		group by state, currency order by state, currency`, since)
+	if err != nil {
+		return nil, fmt.Errorf("payment stats: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.StateCount, error) {
+		var c payment.StateCount
+		var state string
+		var sum pgtype.Numeric
+		if err := r.Scan(&state, &c.Currency, &c.Count, &sum); err != nil {
+			return c, err
+		}
+		c.State = payment.State(state)
+		var err error
+		c.Amount, err = dec(sum)
+		return c, err
 	})
 }

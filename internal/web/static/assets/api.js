@@ -32,8 +32,8 @@ export class ApiError extends Error {
   get unavailable() { return this.missing || this.code === 'unavailable'; }
 }
 
-export async function api(method, path, body) {
-  const headers = { Accept: 'application/json' };
+export async function api(method, path, body, extra) {
+  const headers = { Accept: 'application/json', ...(extra || {}) };
   const opts = { method, headers, credentials: 'same-origin' };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -57,7 +57,7 @@ export async function api(method, path, body) {
 }
 
 export const get = (p) => api('GET', p);
-export const post = (p, b) => api('POST', p, b === undefined ? {} : b);
+export const post = (p, b, extra) => api('POST', p, b === undefined ? {} : b, extra);
 export const put = (p, b) => api('PUT', p, b);
 export const del = (p) => api('DELETE', p);
 

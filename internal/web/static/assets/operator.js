@@ -136,14 +136,18 @@ async function generic(el, what, path, caption) {
 
 async function paymentsByStatus(el) {
   await fill(el, 'Payments by status', async () => {
-    const data = await api.get('/payments/stats');
-    let rows = api.items(data);
-    if (!rows.length && data && typeof data === 'object') {
-      const m = data.by_state || data.by_status || data.states || data;
-      rows = Object.entries(m).filter(([, v]) => typeof v === 'number').map(([state, count]) => ({ state, count }));
-    }
-    const pts = rows.map((r) => ({ label: r.state || r.status, value: Number(r.count ?? r.n ?? 0) })).filter((p) => p.label);
-    return [pts.length ? barChart({ title: 'Payments by status', unit: 'payments', points: pts }) : null, anyView('Payments by status', rows.length ? rows : data)];
+    const data = await api.get('/payments-stats?hours=24');
+    const rows = data.states || api.items(data);
+    const byState = new Map();
+    for (const r of rows) byState.set(r.state, (byState.get(r.state) || 0) + Number(r.count || 0));
+    return [
+      h('p', { class: 'muted' }, `Payments created since ${fmtTime(data.since)}.`),
+      byState.size ? barChart({ title: 'Payments by status, last 24 hours', unit: 'payments', points: [...byState].map(([label, value]) => ({ label, value })), width: 560 }) : null,
+      table('Payments by status and currency', [
+        { key: 'state', label: 'Status' }, { key: 'currency', label: 'Currency' },
+        { key: 'count', label: 'Payments', num: true }, { key: 'amount', label: 'Amount', num: true },
+      ], rows, 'No payments in the last 24 hours.'),
+    ];
   });
 }
 

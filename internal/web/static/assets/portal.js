@@ -192,14 +192,7 @@ async function bill(id) {
   fill(body, 'This bill', async () => {
     const b = await api.get(`/bills/${id}`);
     const status = h('div');
-    const pay = h('button', { type: 'button', id: 'pay-bill' }, 'Pay this bill');
-    pay.addEventListener('click', () => busy(pay, async () => {
-      try {
-        const p = await api.post(`/bills/${id}/pay`, {});
-        const pid = p.id ?? (p.payment && p.payment.id);
-        location.hash = `#/payments/${pid}`;
-      } catch (e) { status.replaceChildren(errorNotice(e, 'Paying online')); }
-    }));
+    const pay = b.status === 'paid' ? null : payForm(id, status);
     return [
       h('dl', { class: 'props' },
         h('dt', {}, 'Account'), h('dd', {}, b.account_number),
@@ -218,11 +211,44 @@ async function bill(id) {
         h('dt', {}, 'Subtotal'), h('dd', {}, money(b.subtotal, b.currency)),
         h('dt', {}, 'Tax'), h('dd', {}, money(b.tax, b.currency)),
         h('dt', {}, 'Total'), h('dd', { class: 'figure' }, money(b.total, b.currency))),
-      h('p', {}, h('a', { class: 'button secondary', href: `${api.PREFIX}/bills/${id}/print`, target: '_blank', rel: 'noopener' }, 'Printable bill (opens in a new tab)'), ' ', b.status !== 'paid' ? pay : null),
+      h('p', {}, h('a', { class: 'button secondary', href: `${api.PREFIX}/bills/${id}/print`, target: '_blank', rel: 'noopener' }, 'Printable bill (opens in a new tab)')),
+      pay ? section('Pay this bill', pay) : null,
       status,
     ];
   });
 }
+
+// payForm pays a bill with a chosen method. One key per form: a click sent
+// twice (a retry, a double click) makes one payment.
+function payForm(billID, status) {
+  const key = `bill-${billID}-${crypto.randomUUID()}`;
+  const out = h('div', {}, h('p', { class: 'muted' }, 'Loading your payment methods…'));
+  api.get('/payment-methods').then((data) => {
+    const methods = api.items(data);
+    if (!methods.length) {
+      out.replaceChildren(h('p', {}, 'Add a payment method first, on the ', h('a', { href: '#/autopay' }, 'Auto-pay'), ' page.'));
+      return;
+    }
+    const method = field('Pay with', { tag: 'select', id: 'pay-method', name: 'payment_method_id' });
+    method.querySelector('select').append(...methods.map(methodOption));
+    const submit = h('button', { type: 'submit', id: 'pay-bill' }, 'Pay this bill');
+    const form = h('form', { class: 'inline' }, method, submit);
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      busy(submit, async () => {
+        try {
+          const p = await api.post(`/bills/${billID}/pay`, { payment_method_id: Number(form.payment_method_id.value) }, { 'Idempotency-Key': key });
+          location.hash = `#/payments/${p.id}`;
+        } catch (e) { status.replaceChildren(errorNotice(e, 'Paying online')); }
+      });
+    });
+    out.replaceChildren(h('p', {}, 'We send a code to your phone to confirm the payment.'), form);
+  }).catch((e) => out.replaceChildren(errorNotice(e, 'Paying online')));
+  return out;
+}
+
+const methodOption = (m) => h('option', { value: m.id }, methodName(m));
+const methodName = (m) => (m.last4 ? `${m.brand || 'Card'} ending ${m.last4}` : `Payment method ${m.id}`);
 
 // --- payments ---
 
@@ -304,19 +330,48 @@ async function autopay() {
         try { await api.post('/payment-methods', { token: form.token.value.trim() }); route(); } catch (e) { status.replaceChildren(errorNotice(e, 'Adding the payment method')); }
       });
     });
-    return [anyView('Payment methods', methodList, 'No payment methods yet.'), form];
+    return [table('Payment methods', [
+      { key: 'name', label: 'Method', render: methodName },
+      { key: 'expires', label: 'Expires', render: (m) => (m.exp_month ? `${String(m.exp_month).padStart(2, '0')}/${m.exp_year}` : '') },
+      { key: 'created_at', label: 'Added', render: (m) => fmtTime(m.created_at) },
+      { key: 'remove', label: 'Action', render: (m) => {
+        const b = h('button', { type: 'button', class: 'secondary' }, `Remove ${methodName(m)}`);
+        b.addEventListener('click', () => busy(b, async () => {
+          try { await api.del(`/payment-methods/${m.id}`); route(); } catch (e) { status.replaceChildren(errorNotice(e, 'Removing the payment method')); }
+        }));
+        return b;
+      } },
+    ], methodList, 'No payment methods yet.'), form];
   });
   fill(rules, 'Auto-pay', async () => {
     const list = api.items(await api.get(`/accounts/${state.account.id}/autopay`));
-    const rows = list.map((r) => {
-      const del = h('button', { type: 'button', class: 'secondary' }, `Turn off rule ${r.id}`);
-      del.addEventListener('click', () => busy(del, async () => {
-        try { await api.del(`/autopay/${r.id}`); route(); } catch (e) { status.replaceChildren(errorNotice(e, 'Turning auto-pay off')); }
-      }));
-      return { ...r, action: del };
-    });
-    const keys = [...new Set(list.flatMap((r) => Object.keys(r)))];
-    const tbl = table('Auto-pay rules', [...keys.map((k) => ({ key: k, label: k.replace(/_/g, ' ') })), { key: 'action', label: 'Action', render: (r) => r.action }], rows, 'Auto-pay is off for this account.');
+    const cur = (r) => r.currency || state.account.currency;
+    const when = (r) => {
+      const t = (TRIGGERS[r.trigger] || { text: r.trigger }).text;
+      if (r.trigger === 'accrued_above') return `When ${t.replace('an amount', money(r.accrued_above, cur(r)))}`;
+      if (r.trigger === 'balance_below') return `When ${t.replace('an amount', money(r.balance_below, cur(r)))}, top up ${money(r.topup_amount, cur(r))}`;
+      return `When ${t}`;
+    };
+    const tbl = table('Auto-pay rules', [
+      { key: 'trigger', label: 'Rule', render: when },
+      { key: 'max_amount', label: 'At most', num: true, render: (r) => money(r.max_amount, cur(r)) },
+      { key: 'method', label: 'Pays with', render: (r) => { const m = methodList.find((x) => x.id === r.payment_method_id); return m ? methodName(m) : `Method ${r.payment_method_id}`; } },
+      { key: 'enabled', label: 'State', render: (r) => {
+        if (r.enabled) return h('span', { class: 'status-succeeded' }, 'in effect');
+        if (r.disabled_at) return 'off';
+        const b = h('button', { type: 'button', class: 'secondary' }, `Enter the code for rule ${r.id}`);
+        b.addEventListener('click', () => status.replaceChildren(confirmRuleForm(r.id)));
+        return h('span', {}, 'waiting for its code ', b);
+      } },
+      { key: 'action', label: 'Action', render: (r) => {
+        if (r.disabled_at) return '';
+        const del = h('button', { type: 'button', class: 'secondary' }, `Turn off rule ${r.id}`);
+        del.addEventListener('click', () => busy(del, async () => {
+          try { await api.del(`/autopay/${r.id}`); route(); } catch (e) { status.replaceChildren(errorNotice(e, 'Turning auto-pay off')); }
+        }));
+        return del;
+      } },
+    ], list, 'Auto-pay is off for this account.');
     return [tbl, autopayForm(methodList, status)];
   });
 }
@@ -333,7 +388,7 @@ function autopayForm(methods, status) {
   const trigger = field('Pay when', { tag: 'select', id: 'autopay-trigger', name: 'trigger' });
   trigger.querySelector('select').append(...Object.entries(TRIGGERS).map(([v, t]) => h('option', { value: v }, t.text)));
   const method = field('Payment method', { tag: 'select', id: 'autopay-method', name: 'payment_method_id', required: true });
-  method.querySelector('select').append(...methods.map((m) => h('option', { value: m.id }, m.last4 ? `Card ending ${m.last4}` : `Method ${m.id}`)));
+  method.querySelector('select').append(...methods.map(methodOption));
   const max = field('Never pay more than', { id: 'autopay-max', name: 'max_amount', inputmode: 'decimal', required: true }, 'In the account currency; a larger payment is not prepared.');
   const amounts = {
     accrued_above: field('Cost of the cycle that starts a payment', { id: 'autopay-accrued-above', name: 'accrued_above', inputmode: 'decimal' }),
@@ -363,21 +418,30 @@ function autopayForm(methods, status) {
       } catch (e) { status.replaceChildren(errorNotice(e, 'Setting up auto-pay')); }
     });
   });
-  return h('details', {}, h('summary', {}, 'Set up auto-pay'), methods.length ? form : h('p', { class: 'muted' }, 'Add a payment method first.'));
+  return h('details', { id: 'autopay-setup' }, h('summary', {}, 'Set up auto-pay'), methods.length ? form : h('p', { class: 'muted' }, 'Add a payment method first.'));
 }
 
 function confirmRuleForm(ruleID) {
   const out = h('div');
   const code = field('Code from your SMS', { id: 'autopay-code', name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6, required: true });
-  const submit = h('button', { type: 'submit' }, 'Confirm auto-pay');
-  const form = h('form', { class: 'stack' }, code, submit);
+  const submit = h('button', { type: 'submit', id: 'autopay-confirm' }, 'Confirm auto-pay');
+  const resend = h('button', { type: 'button', class: 'secondary' }, 'Send a new code');
+  const result = h('div');
+  const form = h('form', { class: 'stack', id: 'autopay-code-form' }, code, h('p', {}, submit, ' ', resend), result);
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     busy(submit, async () => {
-      try { await api.post(`/autopay/${ruleID}/confirm`, { code: form.code.value.trim() }); out.replaceChildren(notice('ok', 'Auto-pay is on.')); } catch (e) { out.append(errorNotice(e, 'The code was not accepted')); }
+      try {
+        await api.post(`/autopay/${ruleID}/confirm`, { code: form.code.value.trim() });
+        out.replaceChildren(notice('ok', h('span', { id: 'autopay-on' }, 'Auto-pay is on. Each payment it prepares still waits for the code we send you.')));
+        announce('Auto-pay is on');
+      } catch (e) { result.replaceChildren(errorNotice(e, 'The code was not accepted')); }
     });
   });
-  out.append(notice('ok', 'We have sent you a code by SMS to confirm auto-pay.'), form);
+  resend.addEventListener('click', () => busy(resend, async () => {
+    try { await api.post(`/autopay/${ruleID}/resend`); result.replaceChildren(notice('ok', 'A new code is on its way.')); } catch (e) { result.replaceChildren(errorNotice(e, 'Sending a new code')); }
+  }));
+  out.append(notice('ok', 'We have sent you a code by SMS stating the terms of this auto-pay. Enter it to turn auto-pay on.'), form);
   setTimeout(() => form.code.focus(), 0);
   return out;
 }
@@ -405,7 +469,14 @@ async function phones() {
     return table('Your phones', [
       { key: 'phone', label: 'Number', render: (p) => p.phone || p.e164 || p.number },
       { key: 'verified', label: 'Verified', render: (p) => (p.verified_at ? `yes, ${fmtTime(p.verified_at)}` : (p.verified ? 'yes' : 'no')) },
-      { key: 'verify', label: 'Action', render: (p) => (p.verified_at || p.verified ? '' : verifyPhoneForm(p.id)) },
+      { key: 'verify', label: 'Action', render: (p) => {
+        if (p.verified_at || p.verified) return '';
+        const again = h('button', { type: 'button', class: 'secondary' }, 'Send the code again');
+        again.addEventListener('click', () => busy(again, async () => {
+          try { await api.post(`/phones/${p.id}/resend`); announce('Code sent'); } catch (e) { again.after(errorNotice(e, 'Sending the code')); }
+        }));
+        return [verifyPhoneForm(p.id), again];
+      } },
     ], items, 'No phones yet.');
   });
 }
