@@ -263,10 +263,32 @@ async function payments() {
     return table('Your payments', [
       { key: 'id', label: 'Payment', render: (p) => h('a', { href: `#/payments/${p.id}` }, `Payment ${p.id}`) },
       { key: 'amount', label: 'Amount', num: true, render: (p) => money(p.amount, p.currency) },
-      { key: 'state', label: 'State', render: (p) => h('span', { class: stateClass(p.state) }, p.state) },
+      { key: 'state', label: 'State', render: (p) => h('span', { class: stateClass(p.state) }, stateText(p.state)) },
       { key: 'created_at', label: 'Created', render: (p) => fmtTime(p.created_at) },
     ], api.items(page), 'No payments yet.');
   });
+}
+
+// What each payment state means to a household.
+const PAYMENT_STATES = {
+  created: 'waiting for its code', otp_sent: 'waiting for your code', confirmed: 'confirmed, being sent',
+  charging: 'being processed', succeeded: 'paid', failed: 'did not go through', expired: 'expired unconfirmed, nothing was taken',
+  canceled: 'cancelled, nothing was taken',
+};
+const stateText = (st) => PAYMENT_STATES[st] || st;
+const awaitingCode = (p) => !p || p.state === 'created' || p.state === 'otp_sent';
+
+function paymentDetails(p) {
+  const what = p.bill_id ? h('a', { href: `#/bills/${p.bill_id}` }, `bill ${p.bill_id}`) : ({ topup: 'a prepaid top-up', accrued: 'usage so far' }[p.kind] || p.kind);
+  return h('dl', { class: 'props', id: 'payment-details', 'data-state': p.state },
+    h('dt', {}, 'Amount'), h('dd', { class: 'figure' }, money(p.amount, p.currency)),
+    h('dt', {}, 'To'), h('dd', {}, p.payee),
+    h('dt', {}, 'For'), h('dd', {}, what, p.autopay_rule_id ? ' (prepared by auto-pay)' : ''),
+    h('dt', {}, 'State'), h('dd', { class: stateClass(p.state) }, stateText(p.state)),
+    p.failure_reason ? [h('dt', {}, 'Reason'), h('dd', {}, p.failure_reason)] : null,
+    awaitingCode(p) && p.confirm_by ? [h('dt', {}, 'Confirm by'), h('dd', {}, fmtTime(p.confirm_by))] : null,
+    h('dt', {}, 'Created'), h('dd', {}, fmtTime(p.created_at)),
+    p.settled_at ? [h('dt', {}, 'Settled'), h('dd', {}, fmtTime(p.settled_at))] : null);
 }
 
 async function paymentPage(id) {
@@ -278,11 +300,13 @@ async function paymentPage(id) {
   const form = h('form', { class: 'stack', id: 'confirm-form' }, code, submit);
   const resend = h('button', { type: 'button', class: 'secondary', id: 'resend-code' }, 'Send a new code');
   const cancel = h('button', { type: 'button', class: 'secondary', id: 'cancel-payment' }, 'Cancel this payment');
+  const confirm = section('Confirm with your code', form, h('p', {}, resend, ' ', cancel));
   main.replaceChildren(h('h1', {}, `Payment ${id}`), h('p', {}, h('a', { href: '#/payments' }, 'All payments')),
-    details, section('Confirm with your code', form, h('p', {}, resend, ' ', cancel)), status);
+    details, confirm, status);
   const load = () => fill(details, 'Payment details', async () => {
     const p = await api.get(`/payments/${id}`);
-    return anyView(`Payment ${id}`, p);
+    confirm.hidden = !awaitingCode(p);
+    return paymentDetails(p);
   });
   load();
   form.addEventListener('submit', (ev) => {
@@ -290,9 +314,9 @@ async function paymentPage(id) {
     busy(submit, async () => {
       try {
         const r = await api.post(`/payments/${id}/confirm`, { code: form.code.value.trim() });
-        status.replaceChildren(notice('ok', h('span', { id: 'confirm-result', 'data-state': r.state },
-          `Payment ${r.id} is ${r.state}: ${money(r.amount, r.currency)}.`)));
-        announce(`Payment ${r.state}`);
+        status.replaceChildren(notice(r.state === 'failed' ? 'error' : 'ok', h('span', { id: 'confirm-result', 'data-state': r.state },
+          `Payment ${r.id} of ${money(r.amount, r.currency)}: ${stateText(r.state)}.`)));
+        announce(`Payment ${stateText(r.state)}`);
         form.reset();
         load();
       } catch (e) {
@@ -305,7 +329,7 @@ async function paymentPage(id) {
     try { await api.post(`/payments/${id}/resend`); status.replaceChildren(notice('ok', 'A new code is on its way.')); } catch (e) { status.replaceChildren(errorNotice(e, 'Sending a new code')); }
   }));
   cancel.addEventListener('click', () => busy(cancel, async () => {
-    try { const r = await api.post(`/payments/${id}/cancel`); status.replaceChildren(notice('ok', `Payment ${id} is ${r && r.state ? r.state : 'cancelled'}.`)); load(); } catch (e) { status.replaceChildren(errorNotice(e, 'Cancelling')); }
+    try { const r = await api.post(`/payments/${id}/cancel`); status.replaceChildren(notice('ok', `Payment ${id}: ${stateText(r && r.state ? r.state : 'canceled')}.`)); load(); } catch (e) { status.replaceChildren(errorNotice(e, 'Cancelling')); }
   }));
 }
 
