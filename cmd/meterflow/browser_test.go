@@ -433,6 +433,42 @@ func TestBrowserPortalAndDashboard(t *testing.T) {
 		screenshot(t, tctx, "portal-payment")
 	})
 
+	t.Run("household pays a bill from its page", func(t *testing.T) {
+		tctx, cancel := context.WithTimeout(bctx, 30*time.Second)
+		defer cancel()
+		var bill int64
+		require.NoError(t, e.db.Pool.QueryRow(ctx, `insert into bills (account_id, household_id, period_start, period_end,
+			period_start_at, period_end_at, time_zone, currency, subtotal, tax, total, issued_at, due_date)
+			values ($1, $2, '2026-09-01', '2026-10-01', '2026-09-01T00:00:00+01', '2026-10-01T00:00:00+01', 'Europe/London', 'GBP',
+			17.00, 0.85, 17.85, now(), '2026-10-15') returning id`, e.account, e.household).Scan(&bill))
+		before := lastSMS(t, e.inbox, householdPhone)
+		link := fmt.Sprintf(`a[href="#/bills/%d"]`, bill)
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.Evaluate[chromedp.Void](`location.hash = '#/bills'`),
+			chromedp.WaitVisible(chromedp.CSS(link)),
+			chromedp.Click(chromedp.CSS(link)),
+			chromedp.WaitVisible(chromedp.ID("pay-method")),
+		))
+		// The printable view is the API's, reachable from the page.
+		status, err := chromedp.Run(tctx, chromedp.Evaluate[int](`fetch(document.querySelector('a[href$="/print"]').href).then(r => r.status)`, chromedp.EvalAwaitPromise))
+		require.NoError(t, err)
+		assert.Equal(t, 200, status)
+		audit(t, tctx, "bill")
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.Focus(chromedp.ID("pay-bill")),
+			chromedp.KeyEvent(kb.Enter),
+			chromedp.WaitVisible(chromedp.ID("confirm-code")),
+		))
+		code, _ := codeAfter(t, e.inbox, householdPhone, before, "to pay 17.85 GBP")
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.SendKeys(chromedp.ID("confirm-code"), code+kb.Enter),
+			chromedp.WaitVisible(chromedp.ID("confirm-result")),
+		))
+		var billStatus string
+		require.NoError(t, e.db.Pool.QueryRow(ctx, `select status from bills where id = $1`, bill).Scan(&billStatus))
+		assert.Equal(t, "paid", billStatus)
+	})
+
 	t.Run("operator watches live readings rise", func(t *testing.T) {
 		octx, cancelTab := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(jsErrs.listen))
 		defer cancelTab()
