@@ -71,7 +71,7 @@ func testConfig(t *testing.T, influxURL, bucket string) ServeCmd {
 		FlushInterval: 50 * time.Millisecond, SnapshotEvery: 300 * time.Millisecond,
 		RollupEvery: time.Hour, // tests run passes themselves
 		Auth:        AuthFlags{SessionTTL: time.Hour, Argon2MemoryKiB: 1024},
-		Payments:    testPaymentFlags(),
+		Payments:    testPaymentFlags(), SlowFrom: 0.25, MaxHold: 200 * time.Millisecond,
 	}
 }
 

@@ -63,12 +63,15 @@ type ServeCmd struct {
 	MQTTTLSAddr  string        `name:"mqtt-tls-addr" env:"MF_MQTT_TLS_ADDR" default:"" help:"MQTT over TLS listen address (${env})."`
 	MQTTTLSCert  string        `name:"mqtt-tls-cert" env:"MF_MQTT_TLS_CERT" default:"" help:"TLS certificate file (PEM) (${env})."`
 	MQTTTLSKey   string        `name:"mqtt-tls-key" env:"MF_MQTT_TLS_KEY" default:"" help:"TLS private key file (PEM) (${env})."`
+	MQTTWSAddr   string        `name:"mqtt-ws-addr" env:"MF_MQTT_WS_ADDR" default:"" help:"MQTT over WebSocket listen address (plain ws; put TLS in front) (${env})."`
 	MQTTClientCA string        `name:"mqtt-tls-client-ca" env:"MF_MQTT_TLS_CLIENT_CA" default:"" help:"CA whose certificates authenticate meters by Common Name (${env})."`
 	MaxPayload   int           `name:"max-payload-bytes" env:"MF_MAX_PAYLOAD_BYTES" default:"65536" help:"Largest reading payload accepted (${env})."`
 	AuthCacheTTL time.Duration `name:"auth-cache-ttl" env:"MF_AUTH_CACHE_TTL" default:"5m" help:"How long a meter credential is cached (${env})."`
 
 	JournalDir      string        `name:"journal-dir" env:"MF_JOURNAL_DIR" default:"./data/journal" help:"Directory of the durable ingest journal (${env})."`
 	JournalMaxBytes int64         `name:"journal-max-bytes" env:"MF_JOURNAL_MAX_BYTES" default:"4294967296" help:"Disk budget for readings not yet in the stores; past it meters are not acknowledged (${env})."`
+	SlowFrom        float64       `name:"ingest-slow-from" env:"MF_INGEST_SLOW_FROM" default:"0.25" help:"Fraction of the journal budget from which meters are slowed down (backpressure) (${env})."`
+	MaxHold         time.Duration `name:"ingest-max-hold" env:"MF_INGEST_MAX_HOLD" default:"200ms" help:"Hold per payload when the journal reaches its budget (${env})."`
 	Workers         int           `name:"ingest-workers" env:"MF_INGEST_WORKERS" default:"8" help:"Ingest worker partitions (${env})."`
 	BatchSize       int           `name:"ingest-batch-size" env:"MF_INGEST_BATCH_SIZE" default:"5000" help:"Rows per store write (${env})."`
 	FlushInterval   time.Duration `name:"ingest-flush-interval" env:"MF_INGEST_FLUSH_INTERVAL" default:"250ms" help:"Longest wait before a partial batch is written (${env})."`
@@ -134,6 +137,12 @@ func (c *ServeCmd) Validate() error {
 	if c.JournalMaxBytes < 64<<20 {
 		errs = append(errs, fmt.Errorf("journal-max-bytes: %d is below the 64 MiB minimum", c.JournalMaxBytes))
 	}
+	if c.SlowFrom <= 0 || c.SlowFrom >= 1 {
+		errs = append(errs, fmt.Errorf("ingest-slow-from: %g is outside (0, 1)", c.SlowFrom))
+	}
+	if c.MaxHold <= 0 || c.MaxHold > 10*time.Second {
+		errs = append(errs, fmt.Errorf("ingest-max-hold: %s is outside (0, 10s]", c.MaxHold))
+	}
 	if c.Workers < 1 || c.Workers > 256 {
 		errs = append(errs, fmt.Errorf("ingest-workers: %d is outside 1..256", c.Workers))
 	}
@@ -165,7 +174,7 @@ func (c *ServeCmd) Validate() error {
 
 func (c *ServeCmd) brokerConfig() broker.Config {
 	return broker.Config{
-		TCPAddr: c.MQTTAddr, TLSAddr: c.MQTTTLSAddr,
+		TCPAddr: c.MQTTAddr, TLSAddr: c.MQTTTLSAddr, WSAddr: c.MQTTWSAddr,
 		CertFile: c.MQTTTLSCert, KeyFile: c.MQTTTLSKey, ClientCAFile: c.MQTTClientCA,
 		// Payloads up to twice the limit reach the decoder, which refuses
 		// and counts them as too_large; only larger packets make the broker
@@ -277,7 +286,11 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.background(func(ctx context.Context) { m.Rollups.Run(ctx, cfg.RollupEvery) })
-	m.Front = ingest.NewFront(ingest.FrontConfig{MaxPayloadBytes: cfg.MaxPayload}, m.Journal, m.Registry)
+	m.Front = ingest.NewFront(ingest.FrontConfig{
+		MaxPayloadBytes: cfg.MaxPayload,
+		Backlog:         func() (int64, int64) { return j.Stats().PendingBytes, cfg.JournalMaxBytes },
+		SlowFrom:        cfg.SlowFrom, MaxDelay: cfg.MaxHold,
+	}, m.Journal, m.Registry)
 	if m.Broker, err = broker.New(cfg.brokerConfig(), m.Devices, m.Front, log, m.Registry); err != nil {
 		return err
 	}

@@ -75,3 +75,36 @@ func TestFrontRejectsAndBacksOff(t *testing.T) {
 	require.NoError(t, f.Ingest(context.Background(), id, payload("E-1", 5000, now.Truncate(time.Second), 1), now))
 	assert.Equal(t, head+1, j.Head())
 }
+
+// The front holds payloads back in proportion to how far the stores lag
+// behind the journal, from a quarter of the budget up to MaxDelay at the
+// budget, and not at all while they keep up.
+func TestFrontBackpressure(t *testing.T) {
+	j, err := journal.Open(journal.Options{Dir: t.TempDir(), NoSync: true})
+	require.NoError(t, err)
+	defer j.Close()
+	var pending int64
+	var held []time.Duration
+	f := NewFront(FrontConfig{
+		Backlog:  func() (int64, int64) { return pending, 1000 },
+		MaxDelay: 100 * time.Millisecond,
+		sleep:    func(_ context.Context, d time.Duration) { held = append(held, d) },
+	}, j, nil)
+	id := device.Identity{ID: "E-1", Utility: meter.Electricity}
+	at := time.Unix(1763769600, 0)
+	for i, c := range []struct {
+		pending int64
+		hold    time.Duration
+	}{{0, 0}, {250, 0}, {400, 20 * time.Millisecond}, {625, 50 * time.Millisecond}, {1000, 100 * time.Millisecond}, {5000, 100 * time.Millisecond}, {10, 0}} {
+		pending, held = c.pending, nil
+		// Each case a little later than the last, past the recompute interval.
+		now := at.Add(time.Duration(i) * time.Second)
+		require.NoError(t, f.Ingest(context.Background(), id, payload("E-1", uint64(i+1), now.Truncate(time.Second), meter.Value(i+1)), now))
+		if c.hold == 0 {
+			assert.Empty(t, held, "pending %d", c.pending)
+		} else {
+			require.Len(t, held, 1, "pending %d", c.pending)
+			assert.InDelta(t, float64(c.hold), float64(held[0]), float64(time.Millisecond), "pending %d", c.pending)
+		}
+	}
+}
