@@ -35,6 +35,7 @@ import (
 	"github.com/meterflow/meterflow/internal/phone"
 	"github.com/meterflow/meterflow/internal/postgres"
 	"github.com/meterflow/meterflow/internal/vee"
+	"github.com/meterflow/meterflow/internal/web"
 )
 
 // InfluxFlags address the InfluxDB bucket.
@@ -234,6 +235,7 @@ type Main struct {
 	Pipeline *ingest.Pipeline
 	Rollups  *influx.Rollups
 	Broker   *broker.Broker
+	Front    *ingest.Front
 	Auth     *auth.Service
 	Billing  *billing.Service
 	Payments *payment.Service
@@ -307,12 +309,12 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.background(func(ctx context.Context) { m.Rollups.Run(ctx, cfg.RollupEvery) })
-	front := ingest.NewFront(ingest.FrontConfig{
+	m.Front = ingest.NewFront(ingest.FrontConfig{
 		MaxPayloadBytes: cfg.MaxPayload,
 		Backlog:         func() (int64, int64) { return j.Stats().PendingBytes, cfg.JournalMaxBytes },
 		SlowFrom:        cfg.SlowFrom, MaxDelay: cfg.MaxHold,
 	}, m.Journal, m.Registry)
-	if m.Broker, err = broker.New(cfg.brokerConfig(), m.Devices, front, log, m.Registry); err != nil {
+	if m.Broker, err = broker.New(cfg.brokerConfig(), m.Devices, m.Front, log, m.Registry); err != nil {
 		return err
 	}
 	if err := m.Broker.Start(); err != nil {
@@ -332,6 +334,10 @@ func (m *Main) Run(ctx context.Context) error {
 			{Name: "influxdb", Probe: m.Influx.Ping},
 		},
 	})
+	site := web.New()
+	for _, p := range web.Routes {
+		api.Handle(p, site)
+	}
 	if cfg.Pprof {
 		api.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
 		api.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
@@ -386,6 +392,7 @@ func (m *Main) apiConfig(context.Context) (*httpapi.APIConfig, error) {
 	api := &httpapi.APIConfig{
 		Auth: m.Auth, Portal: &postgres.Portal{DB: m.DB}, Usage: m.Influx, Bills: m.Billing, Devices: m.Devices,
 		Payments: m.Payments, PaymentSetup: m.Setup, PaymentLog: pays,
+		Fleet:   fleet{m},
 		OpenAPI: docs.OpenAPI, CookieSecure: cfg.Auth.CookieSecure,
 	}
 	if cfg.Payments.SMS == "dev" {
@@ -487,6 +494,33 @@ func every(ctx context.Context, d time.Duration, fn func()) {
 		case <-t.C:
 		}
 	}
+}
+
+// fleet reads the live figures of the running server for the operators'
+// stream (/api/v1/fleet/live): every value is an atomic read of a counter
+// the broker, the front, the pipeline or the journal keeps anyway.
+type fleet struct{ m *Main }
+
+var _ httpapi.Fleet = fleet{}
+
+func (f fleet) FleetCounters() httpapi.FleetCounters {
+	c := httpapi.FleetCounters{Readings: map[string]uint64{}}
+	if f.m.Broker != nil {
+		c.ConnectedMeters = f.m.Broker.Connected()
+	}
+	if f.m.Front != nil {
+		for u, n := range f.m.Front.Readings() {
+			c.Readings[string(u)] = n
+		}
+	}
+	if f.m.Pipeline != nil {
+		c.LagRecords = f.m.Pipeline.Lag()
+		c.StoreDelay = f.m.Pipeline.StoreDelay()
+	}
+	if f.m.Journal != nil {
+		c.JournalPendingBytes = f.m.Journal.Stats().PendingBytes
+	}
+	return c
 }
 
 // HTTPAddr is the bound HTTP address.

@@ -59,7 +59,7 @@ type Limit struct {
 	Burst int
 }
 
-// APIConfig wires the JSON API. Payments may be nil: its route then answers
+// APIConfig wires the JSON API. Fleet may be nil: its route then answers
 // "unavailable".
 type APIConfig struct {
 	Auth    Authenticator
@@ -75,6 +75,10 @@ type APIConfig struct {
 	// DevInbox is the development SMS inbox, nil unless the development
 	// sender is in use.
 	DevInbox DevInbox
+	// Fleet, when set, feeds the operators' live stream (/fleet/live).
+	Fleet Fleet
+	// LiveEvery is how often /fleet/live sends a snapshot (default 1 s).
+	LiveEvery time.Duration
 	// OpenAPI is the document served at /api/v1/openapi.yaml.
 	OpenAPI []byte
 	// CookieSecure marks cookies Secure; turn it off only for local http.
@@ -93,6 +97,9 @@ type APIConfig struct {
 func (c *APIConfig) defaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20
+	}
+	if c.LiveEvery <= 0 {
+		c.LiveEvery = time.Second
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 30 * time.Second

@@ -27,6 +27,7 @@ func (a *api) routeTable() []Route {
 		a.householdRoutes(),
 		a.paymentRoutes(),
 		a.operatorRoutes(),
+		a.fleetRoutes(),
 	)
 }
 

@@ -74,6 +74,9 @@ type Front struct {
 	journal Appender
 	m       *frontMetrics
 	pool    sync.Pool
+	// byUtility counts accepted readings per utility; the map is built
+	// once and only its counters change, so readers need no lock.
+	byUtility map[meter.Utility]*atomic.Uint64
 	// hold is the current hold per payload in nanoseconds, recomputed from
 	// Backlog at most every holdEvery.
 	hold      atomic.Int64
@@ -126,7 +129,10 @@ func NewFront(cfg FrontConfig, j Appender, reg prometheus.Registerer) *Front {
 			}
 		}
 	}
-	f := &Front{cfg: cfg, dec: protocol.Decoder{MaxBytes: cfg.MaxPayloadBytes}, journal: j, m: m}
+	f := &Front{cfg: cfg, dec: protocol.Decoder{MaxBytes: cfg.MaxPayloadBytes}, journal: j, m: m, byUtility: map[meter.Utility]*atomic.Uint64{}}
+	for _, u := range []meter.Utility{meter.Electricity, meter.Water, meter.Gas} {
+		f.byUtility[u] = new(atomic.Uint64)
+	}
 	f.holdTotal = prometheus.NewCounter(prometheus.CounterOpts{Name: "mf_ingest_backpressure_seconds_total",
 		Help: "Time payloads were held back because the stores lag behind the journal."})
 	if reg != nil {
@@ -176,7 +182,21 @@ func (f *Front) Ingest(ctx context.Context, id device.Identity, payload []byte, 
 	f.m.payloads.Inc()
 	f.m.messages.Add(float64(len(msgs)))
 	f.m.readings.Add(float64(n))
+	if c := f.byUtility[id.Utility]; c != nil {
+		c.Add(uint64(n))
+	}
 	return nil
+}
+
+// Readings returns how many readings of each utility the front accepted
+// into the journal since it was built. It is safe to call concurrently with
+// Ingest; the counts only grow.
+func (f *Front) Readings() map[meter.Utility]uint64 {
+	out := make(map[meter.Utility]uint64, len(f.byUtility))
+	for u, c := range f.byUtility {
+		out[u] = c.Load()
+	}
+	return out
 }
 
 // currentHold is how long to hold a payload now: zero below SlowFrom of the

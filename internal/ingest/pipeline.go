@@ -142,6 +142,7 @@ type Pipeline struct {
 	rules   *vee.RuleSet
 
 	dispatched atomic.Uint64 // last offset handed to workers
+	lastDelay  atomic.Int64  // nanoseconds from receipt to stored, of the last batch written
 	cancel     context.CancelFunc
 	done       chan error
 }
@@ -318,6 +319,11 @@ func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 		}
 	}
 }
+
+// StoreDelay is how long the most recently written batch took from the
+// receipt of its oldest payload to being in both stores: the ingest lag a
+// reading sees. It is zero until a batch has been written.
+func (p *Pipeline) StoreDelay() time.Duration { return time.Duration(p.lastDelay.Load()) }
 
 // Lag is how many journal records wait for the stores.
 func (p *Pipeline) Lag() uint64 {
