@@ -78,7 +78,7 @@ type ServeCmd struct {
 	BatchSize       int           `name:"ingest-batch-size" env:"MF_INGEST_BATCH_SIZE" default:"5000" help:"Rows per store write (${env})."`
 	FlushInterval   time.Duration `name:"ingest-flush-interval" env:"MF_INGEST_FLUSH_INTERVAL" default:"250ms" help:"Longest wait before a partial batch is written (${env})."`
 	SnapshotEvery   time.Duration `name:"ingest-snapshot-interval" env:"MF_INGEST_SNAPSHOT_INTERVAL" default:"5s" help:"How often meter states are saved and the journal trimmed (${env})."`
-	VEERules        string        `name:"vee-rules" env:"MF_VEE_RULES" default:"" type:"existingfile" help:"YAML file of VEE rule overrides per utility and meter model (docs/vee.md); empty: the defaults (${env})."`
+	VEERules        string        `name:"vee-rules" env:"MF_VEE_RULES" default:"" help:"YAML file of VEE rule overrides per utility and meter model (docs/vee.md); empty: the defaults (${env})."`
 	RollupEvery     time.Duration `name:"rollup-interval" env:"MF_ROLLUP_INTERVAL" default:"30s" help:"How often hourly and daily rollups are recomputed for changed windows (${env})."`
 
 	Auth     AuthFlags     `embed:"" group:"Sign-in"`
