@@ -270,7 +270,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		}
 		var cred device.Credential
 		cred, err = h.auth.Lookup(ctx, id)
-		ident = device.Identity{ID: cred.ID, Utility: cred.Utility, Model: cred.Model}
+		ident = cred.Identity()
 	case user != id:
 		err = fmt.Errorf("client id %q differs from username %q: %w", id, user, device.ErrAuth)
 	default:

@@ -29,9 +29,14 @@ const (
 
 // Credential is what authentication needs to know of a meter.
 type Credential struct {
-	ID        string
-	Utility   meter.Utility
-	Model     string
+	ID      string
+	Utility meter.Utility
+	Model   string
+	// Region is the region of the premise the meter serves ("" when the
+	// meter has no service point yet, or its premise has no region). It is
+	// read with the credential, so a premise moved to another region is
+	// seen from the meter's next connection after its cache entry expires.
+	Region    string
 	TokenHash []byte
 	Status    Status
 }
@@ -104,11 +109,20 @@ func NewToken() (string, error) {
 	return "mft_" + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-// Identity is an authenticated meter.
+// Identity is an authenticated meter: what the broker hands the ingest
+// pipeline with each payload, and what the journal keeps of the meter.
 type Identity struct {
 	ID      string
 	Utility meter.Utility
 	Model   string
+	// Region is the premise's region ("" when unknown), which fleet
+	// rollups group by.
+	Region string
+}
+
+// Identity returns the identity a credential authenticates.
+func (c Credential) Identity() Identity {
+	return Identity{ID: c.ID, Utility: c.Utility, Model: c.Model, Region: c.Region}
 }
 
 // ErrAuth is returned for every failed authentication; the reason is logged
@@ -239,7 +253,7 @@ func (r *Registry) Authenticate(ctx context.Context, id, token string) (Identity
 	if subtle.ConstantTimeCompare(HashToken(token), cred.TokenHash) != 1 {
 		return Identity{}, ErrAuth
 	}
-	return Identity{ID: cred.ID, Utility: cred.Utility, Model: cred.Model}, nil
+	return cred.Identity(), nil
 }
 
 // Lookup returns an active meter's credential from the cache or the store;

@@ -156,7 +156,7 @@ func (f *Front) Ingest(ctx context.Context, id device.Identity, payload []byte, 
 		f.cfg.sleep(ctx, d)
 		f.holdTotal.Add(d.Seconds())
 	}
-	s.buf = AppendRecord(s.buf[:0], received, id.ID, id.Utility, id.Model, msgs)
+	s.buf = AppendRecord(s.buf[:0], received, id, msgs)
 	deadline := time.Now().Add(f.cfg.FullWait)
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
 		_, err = f.journal.Append(ctx, s.buf)

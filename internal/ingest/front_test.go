@@ -2,9 +2,12 @@ package ingest
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,20 +23,33 @@ func TestRecordRoundTrip(t *testing.T) {
 		{Meter: "E-1", Seq: 7, Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at, Value: 12345678}, {Channel: "1-0:32.7.0", Time: at, Value: -5}}},
 		{Meter: "E-1", Seq: 8, Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at.Add(time.Minute), Value: 12345999}}},
 	}
-	rec, err := DecodeRecord(AppendRecord(nil, at, "E-1", meter.Electricity, "EM-5D", msgs))
+	rec, err := DecodeRecord(AppendRecord(nil, at, device.Identity{ID: "E-1", Utility: meter.Electricity, Model: "EM-5D", Region: "Nord, Süd"}, msgs))
 	require.NoError(t, err)
 	assert.Equal(t, "E-1", rec.Meter)
 	assert.Equal(t, meter.Electricity, rec.Utility)
 	assert.Equal(t, "EM-5D", rec.Model)
+	assert.Equal(t, "Nord, Süd", rec.Region)
 	assert.True(t, rec.Received.Equal(at))
 	assert.Equal(t, msgs, rec.Messages)
 }
+
+// recordV2 writes a record as releases before regions did (version 2):
+// version 3 without the region.
+func recordV2(t testing.TB, received time.Time, id device.Identity, msgs []meter.Message) []byte {
+	v3 := AppendRecord(nil, received, device.Identity{ID: id.ID, Utility: id.Utility, Model: id.Model}, msgs)
+	head := 1 + uvarintLen(uint64(received.UnixMilli())) + 1 + len(id.ID) + 1 + 1 + len(id.Model)
+	require.Equal(t, byte(0), v3[head], "empty region's length")
+	v2 := append([]byte{2}, v3[1:head]...)
+	return append(v2, v3[head+1:]...)
+}
+
+func uvarintLen(v uint64) int { return len(binary.AppendUvarint(nil, v)) }
 
 // Records written before models were recorded (version 1) still replay.
 func TestRecordVersion1(t *testing.T) {
 	at := time.UnixMilli(1763769600123).UTC()
 	msgs := []meter.Message{{Meter: "W-1", Seq: 3, Readings: []meter.Reading{{Channel: "8-0:1.0.0", Time: at, Value: 42}}}}
-	v2 := AppendRecord(nil, at, "W-1", meter.Water, "", msgs)
+	v2 := recordV2(t, at, device.Identity{ID: "W-1", Utility: meter.Water}, msgs)
 	// Version 1 is version 2 without the model's length byte.
 	v1 := append([]byte{1}, v2[1:1+6+1+3+1]...)
 	v1 = append(v1, v2[1+6+1+3+1+1:]...)
@@ -42,21 +58,63 @@ func TestRecordVersion1(t *testing.T) {
 	assert.Equal(t, "W-1", rec.Meter)
 	assert.Equal(t, meter.Water, rec.Utility)
 	assert.Empty(t, rec.Model)
+	assert.Empty(t, rec.Region)
 	assert.Equal(t, msgs, rec.Messages)
+}
+
+// Records written before regions were recorded (version 2) still replay,
+// with their model and no region.
+func TestRecordVersion2(t *testing.T) {
+	at := time.UnixMilli(1763769600123).UTC()
+	msgs := []meter.Message{
+		{Meter: "G-7", Seq: 3, Readings: []meter.Reading{{Channel: "7-0:3.0.0", Time: at, Value: 42}}},
+		{Meter: "G-7", Seq: 4, Readings: []meter.Reading{{Channel: "7-0:3.0.0", Time: at.Add(15 * time.Minute), Value: 97}}},
+	}
+	v2 := recordV2(t, at, device.Identity{ID: "G-7", Utility: meter.Gas, Model: "G4"}, msgs)
+	require.Equal(t, byte(2), v2[0])
+	rec, err := DecodeRecord(v2)
+	require.NoError(t, err)
+	assert.Equal(t, "G-7", rec.Meter)
+	assert.Equal(t, meter.Gas, rec.Utility)
+	assert.Equal(t, "G4", rec.Model)
+	assert.Empty(t, rec.Region)
+	assert.True(t, rec.Received.Equal(at))
+	assert.Equal(t, msgs, rec.Messages)
+
+	// A version this release does not know is refused, not misread.
+	v4 := append([]byte{4}, v2[1:]...)
+	_, err = DecodeRecord(v4)
+	require.Error(t, err)
+}
+
+// A region longer than a record keeps is cut at a rune boundary, and the
+// record still decodes.
+func TestRecordLongRegion(t *testing.T) {
+	at := time.UnixMilli(1763769600123).UTC()
+	long := strings.Repeat("a", MaxRegionBytes-1) + "é" + "tail" // é straddles the limit
+	msgs := []meter.Message{{Meter: "E-1", Seq: 1, Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at, Value: 1}}}}
+	rec, err := DecodeRecord(AppendRecord(nil, at, device.Identity{ID: "E-1", Utility: meter.Electricity, Region: long}, msgs))
+	require.NoError(t, err)
+	assert.Equal(t, strings.Repeat("a", MaxRegionBytes-1), rec.Region)
+	assert.True(t, utf8.ValidString(rec.Region))
 }
 
 func FuzzDecodeRecord(f *testing.F) {
 	at := time.UnixMilli(1763769600123)
-	f.Add(AppendRecord(nil, at, "E-1", meter.Gas, "G4", []meter.Message{{Meter: "E-1", Seq: 1, Readings: []meter.Reading{{Channel: "7-0:3.0.0", Time: at, Value: 1}}}}))
+	msgs := []meter.Message{{Meter: "E-1", Seq: 1, Readings: []meter.Reading{{Channel: "7-0:3.0.0", Time: at, Value: 1}}}}
+	f.Add(AppendRecord(nil, at, device.Identity{ID: "E-1", Utility: meter.Gas, Model: "G4", Region: "north"}, msgs))
+	f.Add(recordV2(f, at, device.Identity{ID: "E-1", Utility: meter.Gas, Model: "G4"}, msgs))
 	f.Add([]byte{1, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rec, err := DecodeRecord(data) // must never panic
 		if err != nil {
 			return
 		}
-		again, err := DecodeRecord(AppendRecord(nil, rec.Received, rec.Meter, rec.Utility, rec.Model, rec.Messages))
+		id := device.Identity{ID: rec.Meter, Utility: rec.Utility, Model: rec.Model, Region: rec.Region}
+		again, err := DecodeRecord(AppendRecord(nil, rec.Received, id, rec.Messages))
 		require.NoError(t, err)
 		require.Equal(t, len(rec.Messages), len(again.Messages))
+		require.Equal(t, rec.Region, again.Region)
 	})
 }
 

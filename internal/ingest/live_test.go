@@ -52,7 +52,7 @@ func TestPipelineStoreDelay(t *testing.T) {
 	received := time.Now().Add(-time.Hour)
 	at := received.Truncate(15 * time.Minute)
 	msg := meter.Message{Meter: "E-1", Seq: 1, Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at, Value: 100}}}
-	_, err = j.Append(context.Background(), AppendRecord(nil, received, "E-1", meter.Electricity, "", []meter.Message{msg}))
+	_, err = j.Append(context.Background(), AppendRecord(nil, received, device.Identity{ID: "E-1", Utility: meter.Electricity}, []meter.Message{msg}))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return sinks.count("E-1") == 1 }, 5*time.Second, 5*time.Millisecond)
 	require.Eventually(t, func() bool { return p.StoreDelay() > 0 }, 5*time.Second, 5*time.Millisecond)

@@ -43,6 +43,9 @@ type Reading struct {
 type Interval struct {
 	Meter   string
 	Utility meter.Utility
+	// Region is the region of the meter's premise as its journal record
+	// has it ("" when unknown), for fleet rollups by region.
+	Region string
 	vee.Interval
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meterflow/meterflow/internal/device"
 	"github.com/meterflow/meterflow/internal/journal"
 	"github.com/meterflow/meterflow/internal/meter"
 	"github.com/meterflow/meterflow/internal/vee"
@@ -22,11 +23,12 @@ type flakySinks struct {
 	failures atomic.Int64
 	mu       sync.Mutex
 	readings map[string]map[int64]bool // meter → reading times written
+	regions  map[string]map[string]int // meter → region → intervals written
 	states   map[string][]byte
 }
 
 func newFlaky() *flakySinks {
-	return &flakySinks{readings: map[string]map[int64]bool{}, states: map[string][]byte{}}
+	return &flakySinks{readings: map[string]map[int64]bool{}, regions: map[string]map[string]int{}, states: map[string][]byte{}}
 }
 
 var errDown = errors.New("connection refused")
@@ -44,7 +46,23 @@ func (f *flakySinks) WriteSeries(_ context.Context, b *Batch) error {
 		}
 		f.readings[r.Meter][r.Time.UnixMilli()] = true
 	}
+	for _, iv := range b.Intervals {
+		if f.regions[iv.Meter] == nil {
+			f.regions[iv.Meter] = map[string]int{}
+		}
+		f.regions[iv.Meter][iv.Region]++
+	}
 	return nil
+}
+
+func (f *flakySinks) intervalRegions(id string) map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for r, n := range f.regions[id] {
+		out[r] = n
+	}
+	return out
 }
 
 func (f *flakySinks) WriteRegisters(context.Context, *Batch) error {
@@ -89,7 +107,7 @@ func TestPipelineRetriesAStoreThatIsDown(t *testing.T) {
 		for seq := from; seq <= to; seq++ {
 			at := t0.Add(time.Duration(seq) * 15 * time.Minute)
 			msg := meter.Message{Meter: "E-1", Seq: uint64(seq), Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at, Value: meter.Value(seq * 100)}}}
-			_, err := j.Append(context.Background(), AppendRecord(nil, at, "E-1", meter.Electricity, "", []meter.Message{msg}))
+			_, err := j.Append(context.Background(), AppendRecord(nil, at, device.Identity{ID: "E-1", Utility: meter.Electricity}, []meter.Message{msg}))
 			require.NoError(t, err)
 		}
 	}
@@ -155,7 +173,7 @@ models:
 		for i, v := range []meter.Value{99_999_900, 100} {
 			at := t0.Add(time.Duration(i) * 15 * time.Minute)
 			msg := meter.Message{Meter: m.id, Seq: uint64(i + 1), Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at, Value: v}}}
-			_, err := j.Append(context.Background(), AppendRecord(nil, at, m.id, meter.Electricity, m.model, []meter.Message{msg}))
+			_, err := j.Append(context.Background(), AppendRecord(nil, at, device.Identity{ID: m.id, Utility: meter.Electricity, Model: m.model}, []meter.Message{msg}))
 			require.NoError(t, err)
 		}
 	}
@@ -163,4 +181,32 @@ models:
 		5*time.Second, 5*time.Millisecond)
 	assert.Equal(t, []string{"rollover"}, sinks.exceptions("E-A"))
 	assert.Equal(t, []string{"meter_reset"}, sinks.exceptions("E-B"))
+}
+
+// The region a record carries reaches the series sink with each interval,
+// record by record: a meter whose premise changed region between two
+// connections has its later intervals under the new one.
+func TestPipelineCarriesRegion(t *testing.T) {
+	j, err := journal.Open(journal.Options{Dir: t.TempDir(), NoSync: true})
+	require.NoError(t, err)
+	defer j.Close()
+	sinks := newFlaky()
+	p := NewPipeline(PipelineConfig{Workers: 2, FlushInterval: 10 * time.Millisecond, SnapshotInterval: 50 * time.Millisecond}, j, sinks, sinks, nil)
+	require.NoError(t, p.Start(context.Background()))
+	defer p.Stop()
+
+	t0 := time.Now().Add(-2 * time.Hour).Truncate(15 * time.Minute)
+	seqs := map[string]int{}
+	for _, m := range []struct{ id, region string }{{"E-N", "north"}, {"E-N", "north"}, {"E-N", "north"}, {"E-N", "south"}, {"E-X", ""}, {"E-X", ""}} {
+		seqs[m.id]++
+		i := seqs[m.id]
+		at := t0.Add(time.Duration(i) * 15 * time.Minute)
+		msg := meter.Message{Meter: m.id, Seq: uint64(i), Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at, Value: meter.Value(1000 * i)}}}
+		_, err := j.Append(context.Background(), AppendRecord(nil, at, device.Identity{ID: m.id, Utility: meter.Electricity, Region: m.region}, []meter.Message{msg}))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return j.Checkpointed() == 6 }, 5*time.Second, 5*time.Millisecond)
+	// The first read of a meter opens its register; each later one closes an interval.
+	assert.Equal(t, map[string]int{"north": 2, "south": 1}, sinks.intervalRegions("E-N"))
+	assert.Equal(t, map[string]int{"": 1}, sinks.intervalRegions("E-X"))
 }

@@ -5,19 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
+	"github.com/meterflow/meterflow/internal/device"
 	"github.com/meterflow/meterflow/internal/meter"
 )
 
 // A journal record is one accepted payload, decoded once at the edge and
 // kept in a compact binary form:
 //
-//	version   byte (2; 1 has no model)
+//	version   byte (3; 2 has no region, 1 neither model nor region)
 //	received  uvarint, milliseconds since the epoch (server clock)
 //	meter     uvarint length + bytes
 //	utility   byte (1 electricity, 2 water, 3 gas)
-//	model     uvarint length + bytes (version 2): the meter's model, which
-//	          selects its VEE rules
+//	model     uvarint length + bytes (versions 2 and 3): the meter's model,
+//	          which selects its VEE rules
+//	region    uvarint length + bytes (version 3): the region of the
+//	          meter's premise when it connected, which fleet rollups group by
 //	messages  uvarint count, then per message:
 //	  seq       uvarint
 //	  readings  uvarint count, then per reading:
@@ -26,11 +30,17 @@ import (
 //	    value     varint, thousandths of the channel unit
 //
 // The format is versioned so that a journal written by one release can be
-// replayed by the next.
+// replayed by the next: records of older versions decode with the fields
+// they lack empty.
 const (
-	recordVersion   = 2
+	recordVersion   = 3
 	recordVersionV1 = 1
 )
+
+// MaxRegionBytes bounds the region a record keeps. Regions are short names
+// (premises.region); a longer one is cut at a rune boundary so that the
+// record still decodes.
+const MaxRegionBytes = 255
 
 // Record is a decoded journal record.
 type Record struct {
@@ -38,14 +48,17 @@ type Record struct {
 	Meter    string
 	Utility  meter.Utility
 	Model    string
+	Region   string
 	Messages []meter.Message
 }
 
 var utilityCodes = map[meter.Utility]byte{meter.Electricity: 1, meter.Water: 2, meter.Gas: 3}
 var utilityByCode = [...]meter.Utility{1: meter.Electricity, 2: meter.Water, 3: meter.Gas}
 
-// AppendRecord encodes one payload's messages onto dst.
-func AppendRecord(dst []byte, received time.Time, meterID string, u meter.Utility, model string, msgs []meter.Message) []byte {
+// AppendRecord encodes one payload's messages from the meter id names onto
+// dst. id.ID and id.Model are valid ids (device.ValidID), at most 64 bytes.
+func AppendRecord(dst []byte, received time.Time, id device.Identity, msgs []meter.Message) []byte {
+	meterID, u, model, region := id.ID, id.Utility, id.Model, clipRegion(id.Region)
 	dst = append(dst, recordVersion)
 	dst = binary.AppendUvarint(dst, uint64(received.UnixMilli()))
 	dst = binary.AppendUvarint(dst, uint64(len(meterID)))
@@ -53,6 +66,8 @@ func AppendRecord(dst []byte, received time.Time, meterID string, u meter.Utilit
 	dst = append(dst, utilityCodes[u])
 	dst = binary.AppendUvarint(dst, uint64(len(model)))
 	dst = append(dst, model...)
+	dst = binary.AppendUvarint(dst, uint64(len(region)))
+	dst = append(dst, region...)
 	dst = binary.AppendUvarint(dst, uint64(len(msgs)))
 	for _, m := range msgs {
 		dst = binary.AppendUvarint(dst, m.Seq)
@@ -65,6 +80,18 @@ func AppendRecord(dst []byte, received time.Time, meterID string, u meter.Utilit
 		}
 	}
 	return dst
+}
+
+// clipRegion cuts r to at most MaxRegionBytes without splitting a rune.
+func clipRegion(r string) string {
+	if len(r) <= MaxRegionBytes {
+		return r
+	}
+	cut := MaxRegionBytes
+	for cut > 0 && !utf8.RuneStart(r[cut]) {
+		cut--
+	}
+	return r[:cut]
 }
 
 var errShort = errors.New("record truncated")
@@ -130,7 +157,7 @@ var channelNames = func() map[string]meter.Channel {
 // allocated; nothing refers to data.
 func DecodeRecord(data []byte) (Record, error) {
 	var r Record
-	if len(data) == 0 || (data[0] != recordVersion && data[0] != recordVersionV1) {
+	if len(data) == 0 || data[0] < recordVersionV1 || data[0] > recordVersion {
 		return r, fmt.Errorf("journal record: unknown version")
 	}
 	d := decoder{b: data[1:]}
@@ -150,6 +177,9 @@ func DecodeRecord(data []byte) (Record, error) {
 	}
 	if data[0] >= 2 {
 		r.Model = string(d.bytes(64))
+	}
+	if data[0] >= 3 {
+		r.Region = string(d.bytes(MaxRegionBytes))
 	}
 	n := d.uvarint()
 	if n > 1<<16 {

@@ -100,7 +100,7 @@ func (w *worker) apply(rec Record) {
 			w.batch.Readings = append(w.batch.Readings, Reading{Meter: rec.Meter, Utility: ms.utility, Seq: msg.Seq, Validated: r})
 		}
 		for _, iv := range w.out.Intervals {
-			w.batch.Intervals = append(w.batch.Intervals, Interval{Meter: rec.Meter, Utility: ms.utility, Interval: iv})
+			w.batch.Intervals = append(w.batch.Intervals, Interval{Meter: rec.Meter, Utility: ms.utility, Region: rec.Region, Interval: iv})
 		}
 		for _, e := range w.out.Exceptions {
 			w.batch.Exceptions = append(w.batch.Exceptions, Exception{Meter: rec.Meter, Exception: e})

@@ -49,12 +49,17 @@ func (s *Meters) CreateMeters(ctx context.Context, ms []device.NewMeter) error {
 	return nil
 }
 
-// MeterCredential returns what authentication needs of one meter.
+// MeterCredential returns what authentication needs of one meter, with the
+// region of the premise it serves ("" without a service point or region).
 func (s *Meters) MeterCredential(ctx context.Context, id string) (device.Credential, error) {
 	var c device.Credential
 	var utility, status string
-	err := s.DB.Pool.QueryRow(ctx, `select id, utility, model, token_hash, status from meters where id = $1`, id).
-		Scan(&c.ID, &utility, &c.Model, &c.TokenHash, &status)
+	err := s.DB.Pool.QueryRow(ctx, `select m.id, m.utility, m.model, coalesce(p.region, ''), m.token_hash, m.status
+		  from meters m
+		  left join service_points sp on sp.id = m.service_point_id
+		  left join premises p on p.id = sp.premise_id
+		 where m.id = $1`, id).
+		Scan(&c.ID, &utility, &c.Model, &c.Region, &c.TokenHash, &status)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, apperr.New(apperr.NotFound, "meter %q not found", id)
 	}

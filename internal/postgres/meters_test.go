@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -127,4 +128,55 @@ func TestMeterModel(t *testing.T) {
 	var ae *apperr.Error
 	require.ErrorAs(t, err, &ae)
 	assert.Equal(t, "meters[0].model", ae.Field)
+}
+
+// servicePoint creates a household, account and premise in region with one
+// service point of utility, and returns the service point.
+func servicePoint(t *testing.T, db *postgres.DB, n int, region string, u meter.Utility) int64 {
+	t.Helper()
+	ctx := context.Background()
+	var hh, account, premise, sp int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `insert into households (name) values ($1) returning id`, fmt.Sprintf("Household %d", n)).Scan(&hh))
+	require.NoError(t, db.Pool.QueryRow(ctx, `insert into accounts (household_id, number, currency, time_zone) values ($1, $2, 'EUR', 'UTC') returning id`,
+		hh, fmt.Sprintf("ACC-%d", n)).Scan(&account))
+	require.NoError(t, db.Pool.QueryRow(ctx, `insert into premises (account_id, region) values ($1, $2) returning id`, account, region).Scan(&premise))
+	require.NoError(t, db.Pool.QueryRow(ctx, `insert into service_points (premise_id, utility) values ($1, $2) returning id`, premise, string(u)).Scan(&sp))
+	return sp
+}
+
+// A meter's identity carries the region of the premise it serves: empty
+// without a service point, or when the premise has no region.
+func TestMeterRegion(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.PostgresDB(t)
+	reg := device.NewRegistry(&postgres.Meters{DB: db}, device.Config{})
+	north := servicePoint(t, db, 1, "north", meter.Electricity)
+	blank := servicePoint(t, db, 2, "", meter.Water)
+	out, err := reg.Provision(ctx, []device.Request{
+		{ID: "E-N", Utility: meter.Electricity, Model: "EM-5D", ServicePointID: &north},
+		{ID: "W-B", Utility: meter.Water, ServicePointID: &blank},
+		{ID: "G-0", Utility: meter.Gas},
+	})
+	require.NoError(t, err)
+	want := map[string]device.Identity{
+		"E-N": {ID: "E-N", Utility: meter.Electricity, Model: "EM-5D", Region: "north"},
+		"W-B": {ID: "W-B", Utility: meter.Water},
+		"G-0": {ID: "G-0", Utility: meter.Gas},
+	}
+	for _, p := range out {
+		id, err := reg.Authenticate(ctx, p.ID, p.Token)
+		require.NoError(t, err)
+		assert.Equal(t, want[p.ID], id, p.ID)
+		cred, err := reg.Lookup(ctx, p.ID)
+		require.NoError(t, err)
+		assert.Equal(t, want[p.ID], cred.Identity(), "certificate path, %s", p.ID)
+	}
+
+	// A premise moved to another region is seen once the cache forgets the meter.
+	_, err = db.Pool.Exec(ctx, `update premises set region = 'south' where id = (select premise_id from service_points where id = $1)`, north)
+	require.NoError(t, err)
+	reg.Forget("E-N")
+	id, err := reg.Authenticate(ctx, "E-N", out[0].Token)
+	require.NoError(t, err)
+	assert.Equal(t, "south", id.Region)
 }
