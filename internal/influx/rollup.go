@@ -11,16 +11,24 @@ import (
 	"time"
 )
 
-// Rollup measurements. Per meter and channel: usage_1h and usage_1d; per
-// utility and channel over the whole fleet: fleet_1h and fleet_1d (with the
-// number of meters that reported). Windows are UTC hours and days; the
-// 15-minute level is the interval grid itself (usage_15m).
+// Rollup measurements (docs/influxdb.md). Per meter and channel: usage_1h
+// and usage_1d. Per utility, region and channel over the whole fleet:
+// fleet_1h and fleet_1d, with the number of meters that reported. Windows
+// are UTC hours and days; the 15-minute level is the interval grid itself
+// (usage_15m).
 const (
 	MeasurementUsage1h = "usage_1h"
 	MeasurementUsage1d = "usage_1d"
 	MeasurementFleet1h = "fleet_1h"
 	MeasurementFleet1d = "fleet_1d"
 )
+
+// UnknownRegion is the region tag of fleet rows that sum the meters without
+// a region (no service point yet, or a premise without one). A tag value
+// cannot be empty in line protocol, and an explicit value keeps these meters
+// in every sum over regions, so that the regions of a utility always add up
+// to its total. A premise region literally named "unknown" shares the row.
+const UnknownRegion = "unknown"
 
 // Rollups keeps the hourly and daily rollups current. The sink marks every
 // hour it writes intervals into; a periodic pass recomputes the marked hours
@@ -129,32 +137,44 @@ func (r *Rollups) RunOnce(ctx context.Context) error {
 	return nil
 }
 
-type fleetKey struct{ utility, channel string }
+type meterKey struct{ meter, utility, channel string }
+
+type fleetKey struct{ utility, region, channel string }
 
 type fleetSum struct {
 	quantity float64
 	meters   int
 }
 
-// window sums usage_15m per meter and channel over [start, start+span) and
-// writes the per-meter and fleet rollups stamped with start.
+// window sums usage_15m per meter, channel and region over
+// [start, start+span) and writes the per-meter and fleet rollups stamped
+// with start.
+//
+// Per-meter rows add a meter's regions together: a meter whose premise
+// moved to another region has usage_15m points under both in the window,
+// and its usage_1h must still be one row. Fleet rows keep them apart, so a
+// meter that moved within a window counts in the meters of both regions,
+// while its quantity is split between them and the sum over a utility's
+// regions stays its total.
 //
 // The query stops one millisecond short of the window's end: Flux in
 // InfluxDB 1.8 includes a point at exactly the stop time (2.x excludes it),
 // and points are written with millisecond precision, so this is exact on both.
 func (r *Rollups) window(ctx context.Context, start time.Time, span time.Duration, perMeter, fleet string) error {
+	// Points without a region tag (meters without one, and everything
+	// written before regions were recorded) have no region column; group
+	// leaves it null for them, read below as "".
 	q := fmt.Sprintf(`from(bucket: %q)
   |> range(start: %s, stop: %s)
   |> filter(fn: (r) => r._measurement == %q and r._field == "quantity")
-  |> group(columns: ["meter", "utility", "channel"])
+  |> group(columns: ["meter", "utility", "channel", "region"])
   |> sum()`, r.c.cfg.Bucket, start.Format(time.RFC3339Nano), start.Add(span-time.Millisecond).Format(time.RFC3339Nano), MeasurementUsage)
 	res, err := r.c.Query(ctx, q)
 	if err != nil {
 		return fmt.Errorf("rollup query %s: %w", start.Format(time.RFC3339), err)
 	}
 	defer res.Close()
-	var sb strings.Builder
-	ts := strconv.FormatInt(start.UnixMilli(), 10)
+	meters := map[meterKey]float64{}
 	sums := map[fleetKey]*fleetSum{}
 	for res.Next() {
 		rec := res.Record()
@@ -165,19 +185,13 @@ func (r *Rollups) window(ctx context.Context, start time.Time, span time.Duratio
 		m, _ := rec.ValueByKey("meter").(string)
 		u, _ := rec.ValueByKey("utility").(string)
 		ch, _ := rec.ValueByKey("channel").(string)
-		sb.WriteString(perMeter)
-		sb.WriteString(",channel=")
-		writeEscaped(&sb, ch)
-		sb.WriteString(",meter=")
-		writeEscaped(&sb, m)
-		sb.WriteString(",utility=")
-		writeEscaped(&sb, u)
-		sb.WriteString(" quantity=")
-		sb.WriteString(strconv.FormatFloat(v, 'f', -1, 64))
-		sb.WriteByte(' ')
-		sb.WriteString(ts)
-		sb.WriteByte('\n')
-		k := fleetKey{u, ch}
+		region, _ := rec.ValueByKey("region").(string)
+		if region == "" {
+			region = UnknownRegion
+		}
+		meters[meterKey{m, u, ch}] += v
+		// One row per meter, channel and region: each adds one meter.
+		k := fleetKey{u, region, ch}
 		s := sums[k]
 		if s == nil {
 			s = &fleetSum{}
@@ -189,10 +203,28 @@ func (r *Rollups) window(ctx context.Context, start time.Time, span time.Duratio
 	if err := res.Err(); err != nil {
 		return fmt.Errorf("rollup read %s: %w", start.Format(time.RFC3339), err)
 	}
+	var sb strings.Builder
+	ts := strconv.FormatInt(start.UnixMilli(), 10)
+	for k, v := range meters {
+		sb.WriteString(perMeter)
+		sb.WriteString(",channel=")
+		writeEscaped(&sb, k.channel)
+		sb.WriteString(",meter=")
+		writeEscaped(&sb, k.meter)
+		sb.WriteString(",utility=")
+		writeEscaped(&sb, k.utility)
+		sb.WriteString(" quantity=")
+		sb.WriteString(strconv.FormatFloat(v, 'f', -1, 64))
+		sb.WriteByte(' ')
+		sb.WriteString(ts)
+		sb.WriteByte('\n')
+	}
 	for k, s := range sums {
 		sb.WriteString(fleet)
 		sb.WriteString(",channel=")
 		writeEscaped(&sb, k.channel)
+		sb.WriteString(",region=")
+		writeEscaped(&sb, k.region)
 		sb.WriteString(",utility=")
 		writeEscaped(&sb, k.utility)
 		sb.WriteString(" quantity=")

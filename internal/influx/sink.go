@@ -20,7 +20,8 @@ const (
 	// meter and time, one field per channel.
 	MeasurementReading = "reading"
 	// MeasurementUsage holds 15-minute interval consumption per meter and
-	// register channel, with its quality.
+	// register channel, with its quality. Tags: channel, meter, utility, and
+	// region when the meter's premise has one.
 	MeasurementUsage = "usage_15m"
 )
 
@@ -53,6 +54,15 @@ func (s *Sink) WriteSeries(ctx context.Context, b *ingest.Batch) error {
 		writeEscaped(sb, string(iv.Channel))
 		sb.WriteString(",meter=")
 		writeEscaped(sb, iv.Meter)
+		// Region is a tag so that fleet rollups can group by it. It adds
+		// no series: a meter has one region, so the series stay one per
+		// meter and channel, and regions are few (a utility's service
+		// areas), which keeps fleet_1h and fleet_1d small. Line protocol
+		// has no empty tag values: without a region the tag is left out.
+		if iv.Region != "" {
+			sb.WriteString(",region=")
+			writeEscaped(sb, iv.Region)
+		}
 		sb.WriteString(",utility=")
 		sb.WriteString(string(iv.Utility))
 		sb.WriteString(" quantity=")
