@@ -18,7 +18,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -223,6 +226,7 @@ func InfluxDB(t testing.TB) Influx {
 	name := uniqueName("mf_test")
 	influxQuery(t, base, "CREATE DATABASE "+name)
 	t.Cleanup(func() { influxQuery(nil, base, "DROP DATABASE "+name) })
+	influxWaitDatabase(t, base, name)
 	return Influx{
 		URL:      base,
 		Token:    os.Getenv("MF_TEST_INFLUX_TOKEN"),
@@ -235,15 +239,47 @@ func InfluxDB(t testing.TB) Influx {
 // InfluxURL returns the base URL of the test InfluxDB server.
 func InfluxURL(t testing.TB) string { return localStack(t).influxURL }
 
-func influxQuery(t testing.TB, base, q string) {
+// influxQuery runs an InfluxQL statement. InfluxDB answers a failed
+// statement with 200 and the error in the body, so the body is checked too.
+func influxQuery(t testing.TB, base, q string) string {
 	resp, err := http.PostForm(base+"/query", url.Values{"q": {q}})
+	var body []byte
 	if err == nil {
+		body, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			err = fmt.Errorf("status %s", resp.Status)
+		var out struct {
+			Error   string `json:"error"`
+			Results []struct {
+				Error string `json:"error"`
+			} `json:"results"`
+		}
+		switch {
+		case err != nil:
+		case resp.StatusCode/100 != 2:
+			err = fmt.Errorf("status %s: %s", resp.Status, bytes.TrimSpace(body))
+		case json.Unmarshal(body, &out) != nil:
+			err = fmt.Errorf("answer %q", body)
+		case out.Error != "":
+			err = errors.New(out.Error)
+		case len(out.Results) > 0 && out.Results[0].Error != "":
+			err = errors.New(out.Results[0].Error)
 		}
 	}
 	if err != nil && t != nil {
 		t.Fatalf("testenv: influx %q: %v", q, err)
+	}
+	return string(body)
+}
+
+// influxWaitDatabase waits until the server lists a database it created:
+// writes right after CREATE DATABASE were seen, rarely, to answer
+// "database not found".
+func influxWaitDatabase(t testing.TB, base, name string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(influxQuery(t, base, "SHOW DATABASES"), `"`+name+`"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: influx database %s not listed after CREATE DATABASE", name)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
