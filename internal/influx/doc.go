@@ -1,6 +1,8 @@
-// Package influx is the InfluxDB adapter: it writes raw readings and rollups
-// for dashboards and analytics through the InfluxDB 2.x write API, and reads
-// them back with Flux. The same code serves InfluxDB 2.x (org, bucket, token)
+// Package influx is the InfluxDB adapter: it writes raw readings, the
+// 15-minute interval grid and its rollups (per meter, and per utility and
+// region for the fleet) for dashboards and analytics through the InfluxDB
+// 2.x write API, and reads them back with Flux. The schema is in
+// docs/influxdb.md. The same code serves InfluxDB 2.x (org, bucket, token)
 // and InfluxDB 1.8 with flux-enabled (org "", bucket "database/retention",
 // token "" or "user:password").
 //
