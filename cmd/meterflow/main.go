@@ -21,7 +21,8 @@ type CLI struct {
 
 	Serve   ServeCmd   `cmd:"" help:"Run the server: MQTT broker, ingest pipeline, HTTP API."`
 	Migrate MigrateCmd `cmd:"" help:"Apply database migrations and exit."`
-	Meters  MetersCmd  `cmd:"" help:"Provision, revoke and list meters."`
+	Meters  MetersCmd  `cmd:"" help:"Provision, revoke and list meters; issue their client certificates."`
+	CA      CACmd      `cmd:"" name:"ca" help:"Certificate authority for development."`
 	Users   UsersCmd   `cmd:"" help:"Create users who sign in to the API."`
 
 	Tariffs  TariffsCmd  `cmd:"" help:"Load tariffs."`

@@ -22,6 +22,7 @@ type MetersCmd struct {
 	ProvisionBulk ProvisionBulkCmd `cmd:"" name:"provision-bulk" help:"Provision many meters at once; writes meter_id,utility,token CSV."`
 	Revoke        RevokeCmd        `cmd:"" help:"Revoke a meter: it can no longer connect."`
 	List          ListCmd          `cmd:"" help:"List meters."`
+	Certs         CertsCmd         `cmd:"" help:"Issue meters' TLS client certificates (CN = meter id) signed by a CA."`
 }
 
 func openRegistry(ctx context.Context, f PostgresFlags) (*device.Registry, func(), error) {
