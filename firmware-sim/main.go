@@ -6,6 +6,7 @@
 //
 //	go run ./firmware-sim --credentials meters.csv --speed 1440 --duration 10m
 //	go run ./firmware-sim --credentials meters.csv --rate 20000 --duration 1m --acked-log acked.csv
+//	go run ./firmware-sim --credentials meters.csv --broker tls://host:8883 --tls-ca ca.pem --tls-cert-dir certs/
 //
 // It prints a live status line on stderr when stderr is a terminal and a
 // JSON summary on stdout at the end. At start it raises its open file
@@ -64,7 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (fleet.Config, options, error) 
 	}
 	qos := uint(cfg.QoS)
 
-	fs.StringVar(&o.credentials, "credentials", "", "CSV `file` with header meter_id,utility,token (from `meterflow meters provision-bulk`); required")
+	fs.StringVar(&o.credentials, "credentials", "", "CSV `file` with header meter_id,utility,token (from `meterflow meters provision-bulk`; the token may be left out with --tls-cert-dir); required")
 	fs.IntVar(&cfg.Meters, "meters", 0, "use only the first `N` meters of the credentials (0: all)")
 	fs.StringVar(&cfg.Broker, "broker", cfg.Broker, "broker `URL`: tcp://host:1883 or tls://host:8883")
 	fs.UintVar(&qos, "qos", qos, "QoS of the readings, 0 or 1 (only 1 is acknowledged)")
@@ -73,7 +74,8 @@ func parseFlags(args []string, stderr io.Writer) (fleet.Config, options, error) 
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "timeout of the TCP, TLS and MQTT handshakes")
 	fs.DurationVar(&cfg.AckTimeout, "ack-timeout", cfg.AckTimeout, "wait for a PUBACK; a publish not acknowledged in time on a live connection counts as rejected")
 	fs.StringVar(&cfg.CAFile, "tls-ca", "", "CA bundle `file` to verify the broker (default: system roots)")
-	fs.StringVar(&cfg.CertFile, "tls-cert", "", "client certificate `file` (PEM)")
+	fs.StringVar(&cfg.CertFile, "tls-cert", "", "client certificate `file` (PEM) for every meter")
+	fs.StringVar(&cfg.CertDir, "tls-cert-dir", "", "`directory` of per-meter client certificates, {id}.pem and {id}-key.pem (from `meterflow meters certs`): each meter authenticates with its own and sends no password")
 	fs.StringVar(&cfg.KeyFile, "tls-key", "", "client key `file` (PEM)")
 	fs.BoolVar(&cfg.InsecureSkipVerify, "tls-insecure", false, "skip verifying the broker's certificate (development only)")
 	fs.StringVar(&cfg.ServerName, "tls-server-name", "", "`name` to verify the broker's certificate against (default: the broker host)")
@@ -111,7 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (fleet.Config, options, error) 
 	fs.Float64Var(&cfg.Faults.Offline, "fault-offline", 0, "probability per reading that a meter loses its network")
 	fs.DurationVar(&cfg.Faults.OfflineMax, "offline-max", cfg.Faults.OfflineMax, "longest offline period (simulated time)")
 	fs.Float64Var(&cfg.Faults.Corrupt, "fault-corrupt", 0, "probability that a message is preceded by a corrupted copy")
-	fs.Float64Var(&cfg.Faults.WrongCredentials, "fault-wrong-credentials", 0, "share of meters connecting with a wrong token")
+	fs.Float64Var(&cfg.Faults.WrongCredentials, "fault-wrong-credentials", 0, "share of meters connecting with a wrong token (with --tls-cert-dir: with another meter's certificate)")
 
 	fs.StringVar(&cfg.AckedLog, "acked-log", "", "write each acknowledged message (meter_id,seq,time) to `file`")
 	fs.StringVar(&o.progress, "progress", "auto", "live status line on stderr: auto (when a terminal), on or off")
@@ -180,7 +182,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--progress %q is not auto, on or off", o.progress)
 	}
 
-	creds, err := fleet.LoadCredentials(o.credentials)
+	creds, err := fleet.LoadCredentials(o.credentials, cfg.CertDir == "")
 	if err != nil {
 		return err
 	}

@@ -38,9 +38,14 @@ type Config struct {
 
 	// TLS settings, used with a tls:// broker.
 	CAFile             string // CA bundle to verify the server; empty means the system roots
-	CertFile, KeyFile  string // client certificate, optional
+	CertFile, KeyFile  string // one client certificate for every meter, optional
 	InsecureSkipVerify bool   // for development only
 	ServerName         string // overrides the broker host name for verification
+	// CertDir holds each meter's own client certificate and key,
+	// {id}.pem and {id}-key.pem (as `meterflow meters certs` writes
+	// them). Meters then authenticate by certificate and send no password,
+	// so the credentials need no tokens. Needs a tls:// broker.
+	CertDir string
 
 	// SourceAddrs are local addresses to connect from, used round-robin
 	// by meter. One source address reaches one server address with at
@@ -221,6 +226,14 @@ func (c Config) Validate() error {
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		add("a client certificate needs both a cert and a key file")
+	}
+	if c.CertDir != "" {
+		if c.CertFile != "" {
+			add("a certificate directory and a single client certificate exclude each other")
+		}
+		if u, err := url.Parse(c.Broker); err == nil && !isTLSScheme(u.Scheme) {
+			add("a certificate directory needs a tls:// broker, not %s://", u.Scheme)
+		}
 	}
 	if err := c.Profile.Validate(); err != nil {
 		errs = append(errs, err)

@@ -184,8 +184,25 @@ const (
 	connectFailed
 )
 
-// connect opens a connection for meter id with password through dialer.
-func (d *dialing) connect(ctx context.Context, id, password string, dialer *net.Dialer) (*connection, connectResult, error) {
+// meterTLS returns the TLS configuration of a meter that presents its own
+// client certificate. The meter gets its own session cache: TLS session
+// resumption restores the certificate of the session's first handshake, so
+// a cache shared across meters would let one meter resume as another.
+func (d *dialing) meterTLS(cert tls.Certificate) *tls.Config {
+	t := d.tls.Clone()
+	t.Certificates = []tls.Certificate{cert}
+	t.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	return t
+}
+
+// connect opens a connection for meter id with password through dialer,
+// with the meter's own TLS configuration when it has one (else the
+// fleet's).
+func (d *dialing) connect(ctx context.Context, id, password string, dialer *net.Dialer, meterTLS *tls.Config) (*connection, connectResult, error) {
+	tc := d.tls
+	if meterTLS != nil {
+		tc = meterTLS
+	}
 	c := &connection{lost: make(chan struct{})}
 	o := *d.template
 	o.ClientID = id
@@ -199,13 +216,13 @@ func (d *dialing) connect(ctx context.Context, id, password string, dialer *net.
 		if err != nil {
 			return nil, err
 		}
-		if d.tls != nil {
-			tc := tls.Client(nc, d.tls)
-			if err := tc.HandshakeContext(dctx); err != nil {
+		if tc != nil {
+			tconn := tls.Client(nc, tc)
+			if err := tconn.HandshakeContext(dctx); err != nil {
 				_ = nc.Close()
 				return nil, fmt.Errorf("tls handshake: %w", err)
 			}
-			nc = tc
+			nc = tconn
 		}
 		c.raw = &outageConn{Conn: nc}
 		return c.raw, nil

@@ -13,7 +13,8 @@ import (
 
 // Credential is one meter's identity as provisioned on the server: the
 // meter ID (also the MQTT client ID and username), its utility and its
-// device token (the password).
+// device token (the password; empty for a meter that authenticates with
+// its client certificate).
 type Credential struct {
 	MeterID string
 	Utility meter.Utility
@@ -21,13 +22,13 @@ type Credential struct {
 }
 
 // LoadCredentials reads a credentials file (see ReadCredentials).
-func LoadCredentials(path string) ([]Credential, error) {
+func LoadCredentials(path string, tokens bool) ([]Credential, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open credentials: %w", err)
 	}
 	defer f.Close()
-	creds, err := ReadCredentials(f)
+	creds, err := ReadCredentials(f, tokens)
 	if err != nil {
 		return nil, fmt.Errorf("read credentials %s: %w", path, err)
 	}
@@ -37,8 +38,10 @@ func LoadCredentials(path string) ([]Credential, error) {
 // ReadCredentials reads the CSV that `meterflow meters provision-bulk`
 // writes: a header naming the columns meter_id, utility and token (in any
 // order, other columns ignored), then one meter per row. Meter IDs must
-// be valid protocol meter IDs and unique.
-func ReadCredentials(r io.Reader) ([]Credential, error) {
+// be valid protocol meter IDs and unique. Without tokens (meters that
+// authenticate with client certificates) the token column may be missing
+// or empty.
+func ReadCredentials(r io.Reader, tokens bool) ([]Credential, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
@@ -50,8 +53,12 @@ func ReadCredentials(r io.Reader) ([]Credential, error) {
 	for i, h := range header {
 		col[strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))] = i
 	}
+	required := []string{"meter_id", "utility"}
+	if tokens {
+		required = append(required, "token")
+	}
 	var missing []string
-	for _, name := range []string{"meter_id", "utility", "token"} {
+	for _, name := range required {
 		if _, ok := col[name]; !ok {
 			missing = append(missing, name)
 		}
@@ -74,7 +81,7 @@ func ReadCredentials(r io.Reader) ([]Credential, error) {
 		}
 		line, _ := cr.FieldPos(0)
 		field := func(name string) string {
-			if i := col[name]; i < len(rec) {
+			if i, ok := col[name]; ok && i < len(rec) {
 				return strings.TrimSpace(rec[i])
 			}
 			return ""
@@ -92,7 +99,7 @@ func ReadCredentials(r io.Reader) ([]Credential, error) {
 			errs = append(errs, fmt.Errorf("line %d: meter id %q already on line %d", line, c.MeterID, prev))
 		}
 		seen[c.MeterID] = line
-		if c.Token == "" {
+		if tokens && c.Token == "" {
 			errs = append(errs, fmt.Errorf("line %d: meter %q has no token", line, c.MeterID))
 		}
 		out = append(out, c)

@@ -2,6 +2,8 @@ package fleet
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/meterflow/meterflow/firmware-sim/profile"
 	"github.com/meterflow/meterflow/internal/meter"
+	"github.com/meterflow/meterflow/internal/pki"
 )
 
 // keyFaults seeds a meter's fault and jitter generator, apart from its
@@ -171,6 +174,7 @@ func (f *Fleet) buildMeters() error {
 	simStart := f.clock.simStart
 	first := simStart.Truncate(cfg.Interval).Add(cfg.Interval)
 	f.meters = make([]*sim, 0, len(f.creds))
+	var certErrs []error
 	for i, c := range f.creds {
 		model, err := profile.New(c.Utility, c.MeterID, cfg.Seed, opts)
 		if err != nil {
@@ -202,9 +206,31 @@ func (f *Fleet) buildMeters() error {
 		wrong, skewed := rng.Float64(), rng.Float64()
 		skew := time.Duration((2*rng.Float64() - 1) * float64(cfg.Faults.MaxSkew)).Truncate(time.Millisecond)
 		offset := time.Duration(rng.Int64N(int64(cfg.Interval))).Truncate(time.Millisecond)
-		if wrong < cfg.Faults.WrongCredentials {
+		wrongCreds := wrong < cfg.Faults.WrongCredentials
+		if wrongCreds {
 			s.password = c.Token + "-not-my-token"
 			f.stats.wrongCreds.Add(1)
+		}
+		if cfg.CertDir != "" {
+			// Meters authenticate by certificate; a meter with wrong
+			// credentials presents the next meter's, which names another
+			// meter (a fleet of one presents none).
+			s.password = ""
+			certOf := c.MeterID
+			if wrongCreds {
+				certOf = f.creds[(i+1)%len(f.creds)].MeterID
+			}
+			if !wrongCreds || certOf != c.MeterID {
+				cert, err := tls.LoadX509KeyPair(pki.CertPath(cfg.CertDir, certOf), pki.KeyPath(cfg.CertDir, certOf))
+				if err != nil {
+					certErrs = append(certErrs, fmt.Errorf("meter %s: %w", certOf, err))
+					if len(certErrs) >= 10 {
+						return fmt.Errorf("client certificates: %w", errors.Join(append(certErrs, errors.New("too many errors"))...))
+					}
+					continue
+				}
+				s.tls = f.dial.meterTLS(cert)
+			}
 		}
 		if skewed < cfg.Faults.ClockSkew {
 			if skew == 0 {
@@ -217,6 +243,9 @@ func (f *Fleet) buildMeters() error {
 			s.offset = offset
 		}
 		f.meters = append(f.meters, s)
+	}
+	if err := errors.Join(certErrs...); err != nil {
+		return fmt.Errorf("client certificates: %w", err)
 	}
 	return nil
 }

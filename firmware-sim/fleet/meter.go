@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"crypto/tls"
 	"math/rand/v2"
 	"net"
 	"time"
@@ -26,6 +27,7 @@ type sim struct {
 	f        *Fleet
 	id       string
 	password string
+	tls      *tls.Config // the meter's own, with its client certificate; nil: the fleet's
 	topic    string
 	model    *profile.Model
 	channels []meter.Channel
@@ -236,7 +238,7 @@ func (s *sim) connect(ctx context.Context) {
 	if s.f.connLimit.wait(ctx) != nil {
 		return
 	}
-	c, res, err := s.f.dial.connect(ctx, s.id, s.password, s.dialer)
+	c, res, err := s.f.dial.connect(ctx, s.id, s.password, s.dialer, s.tls)
 	switch res {
 	case connectOK:
 		s.conn, s.failures, s.refused = c, 0, false

@@ -101,10 +101,11 @@ func TestLimiter(t *testing.T) {
 
 func TestReadCredentials(t *testing.T) {
 	cases := []struct {
-		name string
-		in   string
-		want []Credential
-		err  string
+		name  string
+		in    string
+		certs bool // meters with client certificates: tokens optional
+		want  []Credential
+		err   string
 	}{
 		{
 			name: "provisioning output",
@@ -122,10 +123,21 @@ func TestReadCredentials(t *testing.T) {
 		{name: "duplicate", in: "meter_id,utility,token\nMTR-1,gas,a\nMTR-1,gas,b\n", err: "already on line 2"},
 		{name: "no token", in: "meter_id,utility,token\nMTR-1,gas,\n", err: "has no token"},
 		{name: "empty", in: "meter_id,utility,token\n", err: "no meters"},
+		{
+			name: "certificates: no token column", certs: true,
+			in:   "meter_id,utility\nMTR-1,electricity\n",
+			want: []Credential{{"MTR-1", meter.Electricity, ""}},
+		},
+		{
+			name: "certificates: empty token", certs: true,
+			in:   "meter_id,utility,token\nMTR-1,gas,\nMTR-2,gas,abc\n",
+			want: []Credential{{"MTR-1", meter.Gas, ""}, {"MTR-2", meter.Gas, "abc"}},
+		},
+		{name: "certificates: still a utility", certs: true, in: "meter_id\nMTR-1\n", err: "lacks column(s) utility"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := ReadCredentials(strings.NewReader(c.in))
+			got, err := ReadCredentials(strings.NewReader(c.in), !c.certs)
 			if c.err != "" {
 				require.ErrorContains(t, err, c.err)
 				return
@@ -134,7 +146,7 @@ func TestReadCredentials(t *testing.T) {
 			assert.Equal(t, c.want, got)
 		})
 	}
-	_, err := LoadCredentials("/nonexistent/meters.csv")
+	_, err := LoadCredentials("/nonexistent/meters.csv", true)
 	require.Error(t, err)
 }
 
@@ -154,6 +166,10 @@ func TestConfigValidate(t *testing.T) {
 		{"backoff", func(c *Config) { c.ReconnectMax = time.Millisecond }, "reconnect max"},
 		{"fault", func(c *Config) { c.Faults.Corrupt = 2 }, "corrupt fault"},
 		{"cert", func(c *Config) { c.CertFile = "c.pem" }, "cert and a key"},
+		{"cert dir over tcp", func(c *Config) { c.CertDir = "certs" }, "needs a tls:// broker"},
+		{"cert dir and cert", func(c *Config) {
+			c.Broker, c.CertDir, c.CertFile, c.KeyFile = "tls://localhost:8883", "certs", "c.pem", "k.pem"
+		}, "exclude each other"},
 		{"profile", func(c *Config) { c.Profile.SolarShare = -1 }, "solar share"},
 		{"keepalive", func(c *Config) { c.KeepAlive = time.Millisecond }, "keep-alive"},
 	}

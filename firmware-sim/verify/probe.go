@@ -97,7 +97,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *credentials == "" {
 		return errors.New("--credentials is required")
 	}
-	creds, err := fleet.LoadCredentials(*credentials)
+	creds, err := fleet.LoadCredentials(*credentials, true)
 	if err != nil {
 		return err
 	}
