@@ -80,7 +80,7 @@ func (e *pkiEnv) start(t *testing.T) {
 // password.
 func (e *pkiEnv) dialCert(t *testing.T, clientID string, cert tls.Certificate) (paho.Client, error) {
 	t.Helper()
-	o := paho.NewClientOptions().AddBroker("ssl://"+e.tlsAddr).SetClientID(clientID).SetUsername(clientID).
+	o := paho.NewClientOptions().AddBroker("ssl://" + e.tlsAddr).SetClientID(clientID).SetUsername(clientID).
 		SetTLSConfig(&tls.Config{RootCAs: e.roots, ServerName: "localhost", Certificates: []tls.Certificate{cert}}).
 		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second).SetProtocolVersion(4).
 		SetWriteTimeout(5 * time.Second)
