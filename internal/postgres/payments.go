@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,6 +17,7 @@ import (
 	"github.com/meterflow/meterflow/internal/ledger"
 	"github.com/meterflow/meterflow/internal/otp"
 	"github.com/meterflow/meterflow/internal/payment"
+	"github.com/meterflow/meterflow/internal/phone"
 )
 
 // Payments is the PostgreSQL store of payments, one-time passwords, SMS
@@ -177,19 +179,34 @@ func (s *Payments) SMSResult(ctx context.Context, id int64, providerID string, s
 	return nil
 }
 
-// SMSDelivery records a provider's delivery report for a message.
+// SMSDelivery records a provider's delivery report for a message. Statuses
+// only move forward: queued, then sent, then one of delivered, undelivered
+// and failed, which is final. A report that would move a message backwards
+// or sideways (a late "sent" after "delivered", or a second final status)
+// changes nothing and is not an error, since providers do not promise to
+// report in order; a repeated report is a no-op.
 func (s *Payments) SMSDelivery(ctx context.Context, provider, providerID, status, errText string, now time.Time) error {
 	switch status {
 	case "sent", "delivered", "failed", "undelivered":
 	default:
 		return apperr.Field("status", "unknown delivery status %q", status)
 	}
-	tag, err := s.DB.Pool.Exec(ctx, `update sms_messages set status = $3, error = $4, updated_at = $5
-		where provider = $1 and provider_id = $2`, provider, providerID, status, errText, now)
+	var found, changed int
+	err := s.DB.Pool.QueryRow(ctx, `
+		with m as (
+			select id, status from sms_messages where provider = $1 and provider_id = $2 for update
+		), u as (
+			update sms_messages s set status = $3, error = $4, updated_at = $5
+			  from m
+			 where s.id = m.id and (m.status = 'queued' or (m.status = 'sent' and $3 <> 'sent'))
+			returning s.id
+		)
+		select (select count(*) from m), (select count(*) from u)`,
+		provider, providerID, status, errText, now).Scan(&found, &changed)
 	if err != nil {
 		return fmt.Errorf("record delivery of %s: %w", providerID, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if found == 0 {
 		return apperr.New(apperr.NotFound, "no message %s from %s", providerID, provider)
 	}
 	return nil
@@ -431,8 +448,15 @@ type DevSMS struct{ DB *DB }
 
 var _ payment.Sender = (*DevSMS)(nil)
 
-// Send stores the message and returns its inbox id as the provider id.
+// Send stores the message and returns its inbox id as the provider id. Like
+// a real sender it refuses a number not in E.164 and an empty text.
 func (d *DevSMS) Send(ctx context.Context, to, body string) (string, error) {
+	if !phone.IsE164(to) {
+		return "", apperr.Field("to", "not an E.164 number")
+	}
+	if strings.TrimSpace(body) == "" {
+		return "", apperr.Field("body", "must not be empty")
+	}
 	var id int64
 	if err := d.DB.Pool.QueryRow(ctx, `insert into sms_dev_inbox (to_e164, body) values ($1, $2) returning id`, to, body).Scan(&id); err != nil {
 		return "", fmt.Errorf("dev sms: %w", err)
