@@ -76,7 +76,7 @@ func TestUsageByMonthAndMeter(t *testing.T) {
 		point{"usage_1d", e.a.meterID, imp, day("2026-02-02"), "4.001"},
 		point{"usage_1d", e.b.meterID, imp, day("2026-01-30"), "100"},
 		point{"usage_1h", e.a.meterID, imp, day("2026-02-01").Add(time.Hour), "0.125"},
-		point{"usage_1h", e.a.meterID, imp, day("2026-02-01").Add(2*time.Hour), "0.25"},
+		point{"usage_1h", e.a.meterID, imp, day("2026-02-01").Add(2 * time.Hour), "0.25"},
 	)
 	type usage struct {
 		Step   string              `json:"step"`
