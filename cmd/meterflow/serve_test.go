@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,6 +18,7 @@ func validServe() ServeCmd {
 		Influx:   InfluxFlags{URL: "http://127.0.0.1:8086", Bucket: "meterflow/autogen"},
 		MQTTAddr: "127.0.0.1:0", MaxPayload: 65536, JournalDir: "/tmp/j", JournalMaxBytes: 1 << 30,
 		Workers: 2, BatchSize: 100, FlushInterval: 1, SnapshotEvery: 1, RollupEvery: 1,
+		Payments: testPaymentFlags(), SlowFrom: 0.25, MaxHold: 200 * time.Millisecond,
 	}
 }
 

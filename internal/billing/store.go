@@ -61,6 +61,10 @@ type BillStore interface {
 	// event with BillID set goes with its bill). Bills whose lines adjust an
 	// earlier bill mark it adjusted. It returns the ids of the bills issued.
 	IssueBills(ctx context.Context, bills []*Bill, events []Event) (issued []int64, err error)
+	// MarkOverdue marks issued bills whose due date has passed in their
+	// account's time zone at now as overdue, with a bill.overdue event each
+	// in the same transaction, and returns how many it marked.
+	MarkOverdue(ctx context.Context, now time.Time) (int, error)
 	// FinishBillRun records how a run ended.
 	FinishBillRun(ctx context.Context, s RunSummary) error
 	// Bill returns an issued bill with its lines, registers and service

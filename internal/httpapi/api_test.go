@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -23,7 +24,9 @@ import (
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/billing"
 	"github.com/meterflow/meterflow/internal/device"
+	"github.com/meterflow/meterflow/internal/otp"
 	"github.com/meterflow/meterflow/internal/payment"
+	"github.com/meterflow/meterflow/internal/payment/sandbox"
 	"github.com/meterflow/meterflow/internal/portal"
 	"github.com/meterflow/meterflow/internal/postgres"
 	"github.com/meterflow/meterflow/internal/testenv"
@@ -64,17 +67,6 @@ func (o *outbox) code(t *testing.T, to string) string {
 	return c
 }
 
-// payments stands in for payment.Service: it knows which household owns
-// each payment and refuses the others as not found, as the service does.
-type payments map[int64]int64
-
-func (p payments) Confirm(_ context.Context, household, id int64, _ string) (payment.Payment, error) {
-	if p[id] != household {
-		return payment.Payment{}, apperr.New(apperr.NotFound, "payment %d not found", id)
-	}
-	return payment.Payment{ID: id, HouseholdID: household, State: payment.Succeeded}, nil
-}
-
 type noUsage struct{}
 
 func (noUsage) Usage(context.Context, []string, string, time.Time, time.Time, portal.Step) ([]portal.UsagePoint, error) {
@@ -87,6 +79,7 @@ type household struct {
 	phone                      string
 	account, bill, paymentID   int64
 	premise, servicePoint      int64
+	phoneID, methodID, ruleID  int64
 	accountNumber, meterID     string
 	token, csrf, sessionCookie string
 }
@@ -140,7 +133,12 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 	_, _, err = bs.LoadTariff(ctx, []byte(flatTariff))
 	require.NoError(t, err)
 
-	pays := payments{}
+	store := &postgres.Payments{DB: db}
+	issuer, err := otp.NewIssuer(otp.DefaultPolicy(), bytes.Repeat([]byte{9}, 32), "test", clk.Now)
+	require.NoError(t, err)
+	pays, err := payment.New(store, &sandbox.Gateway{}, sms, issuer, payment.DefaultConfig(), slog.New(slog.DiscardHandler), clk.Now)
+	require.NoError(t, err)
+	setup := pays.NewSetup(store, "GB")
 	for i, h := range []*household{&e.a, &e.b} {
 		h.phone = fmt.Sprintf("+4474001234%02d", i+10)
 		h.accountNumber = fmt.Sprintf("ACC-%d", i+1)
@@ -158,10 +156,25 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 			period_start_at, period_end_at, time_zone, currency, subtotal, tax, total, issued_at, due_date)
 			values ($1, $2, '2026-01-01', '2026-02-01', '2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', 'Europe/London', 'GBP',
 			10, 2, 12, now(), '2026-02-15') returning id`, h.account, h.id).Scan(&h.bill))
-		h.paymentID = int64(1000 + i)
-		pays[h.paymentID] = h.id
 		_, err = as.CreateUser(ctx, auth.NewUser{Phone: h.phone, Password: password, Role: auth.RoleHousehold, HouseholdID: h.id})
 		require.NoError(t, err)
+	}
+	for _, h := range []*household{&e.a, &e.b} {
+		h.phoneID, err = store.AddPhone(ctx, h.id, h.phone, clk.Now())
+		require.NoError(t, err)
+		tok, err := sandbox.Tokenize(sandbox.CardSuccess)
+		require.NoError(t, err)
+		h.methodID, err = store.AddPaymentMethod(ctx, postgres.PaymentMethod{HouseholdID: h.id, Gateway: "sandbox", Token: tok + fmt.Sprint(h.id), Last4: "4242"})
+		require.NoError(t, err)
+		p, err := pays.Create(ctx, payment.NewPayment{HouseholdID: h.id, AccountID: h.account, BillID: h.bill, Kind: payment.KindBill,
+			Amount: decimal.RequireFromString("12"), Currency: "GBP", Payee: "Meterflow Energy", PaymentMethodID: h.methodID,
+			IdempotencyKey: fmt.Sprintf("test:%d", h.id)})
+		require.NoError(t, err)
+		h.paymentID = p.ID
+		r, err := setup.Enrol(ctx, payment.Rule{HouseholdID: h.id, AccountID: h.account, Trigger: payment.TriggerBillIssued,
+			MaxAmount: decimal.RequireFromString("100"), PaymentMethodID: h.methodID})
+		require.NoError(t, err)
+		h.ruleID = r.ID
 	}
 	e.op.phone = "+447400123499"
 	_, err = as.CreateUser(ctx, auth.NewUser{Phone: e.op.phone, Password: password, Role: auth.RoleOperator})
@@ -169,7 +182,8 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 
 	cfg := APIConfig{
 		Auth: as, Portal: &postgres.Portal{DB: db}, Usage: noUsage{}, Bills: bs,
-		Devices: device.NewRegistry(&postgres.Meters{DB: db}, device.Config{}), Payments: pays,
+		Devices:  device.NewRegistry(&postgres.Meters{DB: db}, device.Config{}),
+		Payments: pays, PaymentSetup: setup, PaymentLog: store, DevInbox: &postgres.DevSMS{DB: db},
 		OpenAPI: docs.OpenAPI, Now: clk.Now,
 	}
 	if tune != nil {
@@ -258,14 +272,19 @@ func TestRouteAccess(t *testing.T) {
 		"account": fmt.Sprint(e.b.account), "bill": fmt.Sprint(e.b.bill),
 		"payment": fmt.Sprint(e.b.paymentID), "meter": e.b.meterID,
 		"household": fmt.Sprint(e.b.id), "premise": fmt.Sprint(e.b.premise), "tariff": flatTariffCode,
+		"phone": fmt.Sprint(e.b.phoneID), "method": fmt.Sprint(e.b.methodID), "rule": fmt.Sprint(e.b.ruleID),
 	}
 	own := map[string]string{
 		"account": fmt.Sprint(e.a.account), "bill": fmt.Sprint(e.a.bill),
 		"payment": fmt.Sprint(e.a.paymentID), "meter": e.a.meterID,
 		"household": fmt.Sprint(e.a.id), "premise": fmt.Sprint(e.a.premise), "tariff": flatTariffCode,
+		"phone": fmt.Sprint(e.a.phoneID), "method": fmt.Sprint(e.a.methodID), "rule": fmt.Sprint(e.a.ruleID),
 	}
 	bodies := map[string]any{
 		"/payments/{payment}/confirm": confirmRequest{Code: "123456"},
+		"/phones/{phone}/verify":      confirmRequest{Code: "123456"},
+		"/autopay/{rule}/confirm":     confirmRequest{Code: "123456"},
+		"/bills/{bill}/pay":           payBillRequest{PaymentMethodID: 1},
 		"/meters":                     map[string]any{"meters": []map[string]string{{"id": "NEW-1", "utility": "electricity"}}},
 		"/accounts/{account}/budgets": budgetsBody{Budgets: []budgetView{{Scope: "account", Amount: decimal.RequireFromString("99.50")}}},
 		"/tariffs":                    []byte(strings.Replace(flatTariff, "TEST-E-FLAT", "TEST-E-NEW", 1)),
@@ -323,6 +342,19 @@ func TestRouteAccess(t *testing.T) {
 					assert.NotContains(t, string(r.body), e.b.accountNumber, "A sees nothing of B")
 					r = e.do(rt.Method, fill(rt.Pattern, other), body, &e.op, false, nil)
 					assert.Equal(t, http.StatusOK, r.code, "operator on any household: %s", r.body)
+				}
+			case HouseholdOnly:
+				r = e.do(rt.Method, fill(rt.Pattern, own), body, &e.op, false, nil)
+				assert.Equal(t, http.StatusForbidden, r.code, "an operator cannot act for a household: %s", r.body)
+				if paramRE.MatchString(rt.Pattern) {
+					r = e.do(rt.Method, fill(rt.Pattern, other), body, &e.a, false, nil)
+					assert.Contains(t, []int{http.StatusForbidden, http.StatusNotFound}, r.code, "A on B's resource: %s", r.body)
+					assert.NotContains(t, string(r.body), e.b.accountNumber)
+				}
+				if rt.Method == "GET" {
+					r = e.do(rt.Method, fill(rt.Pattern, own), body, &e.a, false, nil)
+					assert.Equal(t, http.StatusOK, r.code, "A on its own resource: %s", r.body)
+					assert.NotContains(t, string(r.body), e.b.phone, "A sees nothing of B")
 				}
 			case SignedIn:
 				if rt.Method == "GET" {

@@ -13,6 +13,7 @@ const (
 	ScopeMetersRead   = "meters:read"
 	ScopeMetersWrite  = "meters:write"
 	ScopeVEERead      = "vee:read"
+	ScopePaymentsRead = "payments:read"
 	ScopeUsageRead    = "usage:read"
 	ScopeTariffsRead  = "tariffs:read"
 	ScopeTariffsWrite = "tariffs:write"
@@ -20,7 +21,7 @@ const (
 )
 
 // Scopes lists every scope a route admits, for tools that grant tokens.
-var Scopes = []string{ScopeMetersRead, ScopeMetersWrite, ScopeVEERead, ScopeUsageRead, ScopeTariffsRead, ScopeTariffsWrite, ScopeFleetRead}
+var Scopes = []string{ScopeMetersRead, ScopeMetersWrite, ScopeVEERead, ScopePaymentsRead, ScopeUsageRead, ScopeTariffsRead, ScopeTariffsWrite, ScopeFleetRead}
 
 // routeTable is every endpoint of the API. A route without a rule does not
 // start; docs/openapi.yaml must list exactly these (a test compares them).
@@ -37,6 +38,7 @@ func (a *api) routeTable() []Route {
 		a.paymentRoutes(),
 		a.operatorRoutes(),
 		a.fleetRoutes(),
+		a.fleetStatsRoutes(),
 	)
 }
 

@@ -235,3 +235,20 @@ type Tx interface {
 	// AddPrepaid adds amount to an account's prepaid balance.
 	AddPrepaid(ctx context.Context, accountID int64, amount decimal.Decimal, now time.Time) error
 }
+
+// StateCount is how many payments are in a state, and their total per
+// currency.
+type StateCount struct {
+	State    State           `json:"state"`
+	Currency string          `json:"currency"`
+	Count    int             `json:"count"`
+	Amount   decimal.Decimal `json:"amount"`
+}
+
+// InboxMessage is a message in the development SMS inbox.
+type InboxMessage struct {
+	ID        int64     `json:"id"`
+	To        string    `json:"to"`
+	Body      string    `json:"body"`
+	CreatedAt time.Time `json:"created_at"`
+}

@@ -210,6 +210,9 @@ func (s *Service) Create(ctx context.Context, n NewPayment) (Payment, error) {
 	return got, nil
 }
 
+// Payee is who payments are made to.
+func (s *Service) Payee() string { return s.cfg.Payee }
+
 // Payment returns a payment.
 func (s *Service) Payment(ctx context.Context, id int64) (Payment, error) {
 	return s.store.Payment(ctx, id)

@@ -196,6 +196,15 @@ func (s *Payments) Rules(ctx context.Context, accountID int64) ([]payment.Rule, 
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.Rule, error) { return scanRule(r) })
 }
 
+// Rule returns one auto-pay rule.
+func (s *Payments) Rule(ctx context.Context, id int64) (payment.Rule, error) {
+	r, err := scanRule(s.DB.Pool.QueryRow(ctx, `select `+ruleColumns+` from autopay_rules r join accounts a on a.id = r.account_id where r.id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, apperr.New(apperr.NotFound, "auto-pay rule %d not found", id)
+	}
+	return r, err
+}
+
 // ActiveRule returns the enabled rule of an account for a trigger.
 func (s *Payments) ActiveRule(ctx context.Context, accountID int64, t payment.Trigger) (payment.Rule, bool, error) {
 	r, err := scanRule(s.DB.Pool.QueryRow(ctx, `select `+ruleColumns+` from autopay_rules r join accounts a on a.id = r.account_id

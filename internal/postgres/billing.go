@@ -873,3 +873,31 @@ func (s *Billing) FinishAccrualRun(ctx context.Context, id int64, watermark time
 		id, watermark, accounts, events)
 	return err
 }
+
+// MarkOverdue marks issued bills whose due date is before the local day of
+// now in their time zone as overdue, and records a bill.overdue event for
+// each in the same transaction.
+func (s *Billing) MarkOverdue(ctx context.Context, now time.Time) (int, error) {
+	var n int
+	err := s.DB.InTx(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `
+			with due as (
+				update bills set status = 'overdue'
+				 where status = 'issued' and due_date < ($1::timestamptz at time zone time_zone)::date
+				returning id, account_id, household_id, total, currency, due_date, period_start, period_end),
+			ev as (
+				insert into outbox (event_key, kind, account_id, payload, occurred_at)
+				select 'bill.overdue:' || id, 'bill.overdue', account_id,
+				       jsonb_build_object('bill_id', id, 'account_id', account_id, 'household_id', household_id,
+				                          'total', total::text, 'currency', currency, 'due_date', due_date::text,
+				                          'period_start', period_start::text, 'period_end', period_end::text),
+				       $1
+				  from due
+				on conflict (event_key) do nothing)
+			select count(*) from due`, now).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("mark overdue bills: %w", err)
+	}
+	return n, nil
+}

@@ -440,23 +440,49 @@ func (d *DevSMS) Send(ctx context.Context, to, body string) (string, error) {
 	return "dev-" + strconv.FormatInt(id, 10), nil
 }
 
-// DevInboxMessage is a message in the development inbox.
-type DevInboxMessage struct {
-	ID        int64
-	To        string
-	Body      string
-	CreatedAt time.Time
-}
-
 // Inbox returns the messages sent to a number, newest first.
-func (d *DevSMS) Inbox(ctx context.Context, to string, limit int) ([]DevInboxMessage, error) {
+func (d *DevSMS) Inbox(ctx context.Context, to string, limit int) ([]payment.InboxMessage, error) {
 	rows, err := d.DB.Pool.Query(ctx, `select id, to_e164, body, created_at from sms_dev_inbox where to_e164 = $1 order by id desc limit $2`, to, limit)
 	if err != nil {
 		return nil, fmt.Errorf("dev inbox: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (DevInboxMessage, error) {
-		var m DevInboxMessage
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.InboxMessage, error) {
+		var m payment.InboxMessage
 		err := r.Scan(&m.ID, &m.To, &m.Body, &m.CreatedAt)
 		return m, err
+	})
+}
+
+// ListPayments lists payments newest first: of one household (0: all),
+// in one state ("" for any), with ids below before (0: from the newest).
+func (s *Payments) ListPayments(ctx context.Context, householdID int64, state string, before int64, limit int) ([]payment.Payment, error) {
+	rows, err := s.DB.Pool.Query(ctx, `select `+paymentColumns+`
+		from payments p join payment_methods m on m.id = p.payment_method_id
+		where ($1 = 0 or p.household_id = $1) and ($2 = '' or p.state = $2) and ($3 = 0 or p.id < $3)
+		order by p.id desc limit $4`, householdID, state, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list payments: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.Payment, error) { return scanPayment(r) })
+}
+
+// PaymentStats counts payments created since a time by state and currency.
+func (s *Payments) PaymentStats(ctx context.Context, since time.Time) ([]payment.StateCount, error) {
+	rows, err := s.DB.Pool.Query(ctx, `select state, currency, count(*), sum(amount) from payments where created_at >= $1
+		group by state, currency order by state, currency`, since)
+	if err != nil {
+		return nil, fmt.Errorf("payment stats: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.StateCount, error) {
+		var c payment.StateCount
+		var state string
+		var sum pgtype.Numeric
+		if err := r.Scan(&state, &c.Currency, &c.Count, &sum); err != nil {
+			return c, err
+		}
+		c.State = payment.State(state)
+		var err error
+		c.Amount, err = dec(sum)
+		return c, err
 	})
 }
