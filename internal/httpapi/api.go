@@ -35,15 +35,20 @@ const (
 type Authenticator interface {
 	SignIn(ctx context.Context, phone, password string) (string, error)
 	Verify(ctx context.Context, challenge, code string) (auth.Grant, error)
+	Resend(ctx context.Context, challenge string) (auth.Resent, error)
 	Authenticate(ctx context.Context, token string) (auth.Principal, error)
 	SignOut(ctx context.Context, p auth.Principal) error
 	CheckCSRF(sessionToken, csrf string) bool
 	User(ctx context.Context, id int64) (auth.User, error)
 }
 
-// Bills returns issued bills (billing.Service).
+// Bills is the billing engine (billing.Service): issued bills, tariff
+// loading and budgets.
 type Bills interface {
 	Bill(ctx context.Context, id int64) (billing.Bill, error)
+	LoadTariff(ctx context.Context, data []byte) (billing.StoredTariff, bool, error)
+	Budgets(ctx context.Context, accountID int64) ([]billing.Budget, error)
+	SetBudgets(ctx context.Context, accountID int64, currency string, bs []billing.Budget) ([]billing.Budget, error)
 }
 
 // Devices provisions and revokes meters (device.Registry).
@@ -132,6 +137,9 @@ const (
 	// resources only (another household's are "not found"), and operators,
 	// for any household's.
 	Household
+	// HouseholdUser routes take household users only, for their own
+	// household (GET /household); operators have none.
+	HouseholdUser
 	// Operator routes take operators only.
 	Operator
 	// HouseholdOnly routes take household users only, acting for their own
@@ -148,6 +156,8 @@ func (r Rule) String() string {
 		return "signed-in"
 	case Household:
 		return "household"
+	case HouseholdUser:
+		return "household-user"
 	case Operator:
 		return "operator"
 	case HouseholdOnly:
@@ -284,6 +294,8 @@ func allowed(rt Route, p *auth.Principal) error {
 		ok = p.SessionID != 0
 	case Household:
 		ok = p.IsHousehold() || p.IsOperator()
+	case HouseholdUser:
+		ok = p.IsHousehold()
 	case Operator:
 		ok = p.IsOperator()
 	case HouseholdOnly:

@@ -78,6 +78,7 @@ type household struct {
 	id                         int64
 	phone                      string
 	account, bill, paymentID   int64
+	premise, servicePoint      int64
 	phoneID, methodID, ruleID  int64
 	accountNumber, meterID     string
 	token, csrf, sessionCookie string
@@ -88,6 +89,7 @@ type env struct {
 	srv   *Server
 	db    *postgres.DB
 	auth  *auth.Service
+	bills *billing.Service
 	sms   *outbox
 	clock *clock
 	a, b  household
@@ -95,6 +97,25 @@ type env struct {
 }
 
 const password = "correct horse battery"
+
+const flatTariffCode = "TEST-E-FLAT"
+
+// flatTariff is a flat electricity tariff in the file format.
+const flatTariff = `code: TEST-E-FLAT
+name: Test flat electricity
+utility: electricity
+currency: GBP
+unit: kWh
+versions:
+  - effective_from: 2020-01-01
+    standing_charge_per_day: 0.50
+    flat_rate: 0.2450
+  - effective_from: 2026-04-01
+    standing_charge_per_day: 0.55
+    flat_rate: 0.2500
+    taxes:
+      - {name: VAT, percent: 5}
+`
 
 func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 	t.Helper()
@@ -108,7 +129,9 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 	require.NoError(t, err)
 	bs, err := billing.New(&postgres.Billing{DB: db}, billing.Config{}, nil)
 	require.NoError(t, err)
-	e := &env{t: t, db: db, auth: as, sms: sms, clock: clk}
+	e := &env{t: t, db: db, auth: as, bills: bs, sms: sms, clock: clk}
+	_, _, err = bs.LoadTariff(ctx, []byte(flatTariff))
+	require.NoError(t, err)
 
 	store := &postgres.Payments{DB: db}
 	issuer, err := otp.NewIssuer(otp.DefaultPolicy(), bytes.Repeat([]byte{9}, 32), "test", clk.Now)
@@ -123,10 +146,11 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 		require.NoError(t, db.Pool.QueryRow(ctx, `insert into households (name) values ($1) returning id`, "H"+h.accountNumber).Scan(&h.id))
 		require.NoError(t, db.Pool.QueryRow(ctx, `insert into accounts (household_id, number, currency, time_zone)
 			values ($1, $2, 'GBP', 'Europe/London') returning id`, h.id, h.accountNumber).Scan(&h.account))
-		var premise, sp int64
-		require.NoError(t, db.Pool.QueryRow(ctx, `insert into premises (account_id) values ($1) returning id`, h.account).Scan(&premise))
-		require.NoError(t, db.Pool.QueryRow(ctx, `insert into service_points (premise_id, utility) values ($1, 'electricity') returning id`, premise).Scan(&sp))
-		_, err := db.Pool.Exec(ctx, `insert into meters (id, service_point_id, utility, token_hash) values ($1, $2, 'electricity', '\x00')`, h.meterID, sp)
+		require.NoError(t, db.Pool.QueryRow(ctx, `insert into premises (account_id, address, region) values ($1, $2, 'GB-LND') returning id`,
+			h.account, fmt.Sprintf("%d Acacia Avenue", i+1)).Scan(&h.premise))
+		require.NoError(t, db.Pool.QueryRow(ctx, `insert into service_points (premise_id, utility, tariff_code) values ($1, 'electricity', $2) returning id`,
+			h.premise, flatTariffCode).Scan(&h.servicePoint))
+		_, err := db.Pool.Exec(ctx, `insert into meters (id, service_point_id, utility, token_hash) values ($1, $2, 'electricity', '\x00')`, h.meterID, h.servicePoint)
 		require.NoError(t, err)
 		require.NoError(t, db.Pool.QueryRow(ctx, `insert into bills (account_id, household_id, period_start, period_end,
 			period_start_at, period_end_at, time_zone, currency, subtotal, tax, total, issued_at, due_date)
@@ -247,11 +271,13 @@ func TestRouteAccess(t *testing.T) {
 	other := map[string]string{ // household B's resources, requested by A
 		"account": fmt.Sprint(e.b.account), "bill": fmt.Sprint(e.b.bill),
 		"payment": fmt.Sprint(e.b.paymentID), "meter": e.b.meterID,
+		"household": fmt.Sprint(e.b.id), "premise": fmt.Sprint(e.b.premise), "tariff": flatTariffCode,
 		"phone": fmt.Sprint(e.b.phoneID), "method": fmt.Sprint(e.b.methodID), "rule": fmt.Sprint(e.b.ruleID),
 	}
 	own := map[string]string{
 		"account": fmt.Sprint(e.a.account), "bill": fmt.Sprint(e.a.bill),
 		"payment": fmt.Sprint(e.a.paymentID), "meter": e.a.meterID,
+		"household": fmt.Sprint(e.a.id), "premise": fmt.Sprint(e.a.premise), "tariff": flatTariffCode,
 		"phone": fmt.Sprint(e.a.phoneID), "method": fmt.Sprint(e.a.methodID), "rule": fmt.Sprint(e.a.ruleID),
 	}
 	bodies := map[string]any{
@@ -260,7 +286,12 @@ func TestRouteAccess(t *testing.T) {
 		"/autopay/{rule}/confirm":     confirmRequest{Code: "123456"},
 		"/bills/{bill}/pay":           payBillRequest{PaymentMethodID: 1},
 		"/meters":                     map[string]any{"meters": []map[string]string{{"id": "NEW-1", "utility": "electricity"}}},
+		"/accounts/{account}/budgets": budgetsBody{Budgets: []budgetView{{Scope: "account", Amount: decimal.RequireFromString("99.50")}}},
+		"/tariffs":                    []byte(strings.Replace(flatTariff, "TEST-E-FLAT", "TEST-E-NEW", 1)),
 	}
+	// B's budget, which A's PUT must not change.
+	_, err := e.bills.SetBudgets(context.Background(), e.b.account, "GBP", []billing.Budget{{Scope: "account", Amount: decimal.NewFromInt(70)}})
+	require.NoError(t, err)
 	fill := func(pattern string, ids map[string]string) string {
 		return Prefix + paramRE.ReplaceAllStringFunc(pattern, func(m string) string {
 			name := m[1 : len(m)-1]
@@ -291,6 +322,14 @@ func TestRouteAccess(t *testing.T) {
 			case Operator:
 				r = e.do(rt.Method, fill(rt.Pattern, own), body, &e.a, false, nil)
 				assert.Equal(t, http.StatusForbidden, r.code, "household on an operator route: %s", r.body)
+			case HouseholdUser:
+				if rt.Method == "GET" {
+					r = e.do(rt.Method, fill(rt.Pattern, own), body, &e.a, false, nil)
+					assert.Equal(t, http.StatusOK, r.code, "A on its own: %s", r.body)
+					assert.NotContains(t, string(r.body), e.b.accountNumber, "A sees nothing of B")
+				}
+				r = e.do(rt.Method, fill(rt.Pattern, own), body, &e.op, false, nil)
+				assert.Equal(t, http.StatusForbidden, r.code, "operator on a household user's route: %s", r.body)
 			case Household:
 				if paramRE.MatchString(rt.Pattern) {
 					r = e.do(rt.Method, fill(rt.Pattern, other), body, &e.a, false, nil)
@@ -325,6 +364,10 @@ func TestRouteAccess(t *testing.T) {
 			}
 		})
 	}
+	bs, err := e.bills.Budgets(context.Background(), e.b.account)
+	require.NoError(t, err)
+	require.Len(t, bs, 1)
+	assert.Equal(t, "70", bs[0].Amount.String(), "A's PUT left B's budget alone")
 }
 
 func TestOpenAPIMatchesRoutes(t *testing.T) {
