@@ -32,8 +32,10 @@ import (
 	"github.com/meterflow/meterflow/internal/outbox"
 	"github.com/meterflow/meterflow/internal/payment"
 	"github.com/meterflow/meterflow/internal/payment/sandbox"
+	"github.com/meterflow/meterflow/internal/payment/stripegw"
 	"github.com/meterflow/meterflow/internal/phone"
 	"github.com/meterflow/meterflow/internal/postgres"
+	"github.com/meterflow/meterflow/internal/sms"
 	"github.com/meterflow/meterflow/internal/vee"
 	"github.com/meterflow/meterflow/internal/web"
 )
@@ -88,14 +90,40 @@ type ServeCmd struct {
 // PaymentsFlags configure payments, auto-pay and the billing loops that
 // raise their events.
 type PaymentsFlags struct {
-	Gateway         string        `name:"payment-gateway" env:"MF_PAYMENT_GATEWAY" default:"sandbox" enum:"sandbox" help:"Payment gateway: sandbox (test cards, no real money) (${env})."`
+	Gateway         string        `name:"payment-gateway" env:"MF_PAYMENT_GATEWAY" default:"sandbox" enum:"sandbox,stripe" help:"Payment gateway: sandbox (test cards, no real money) or stripe (${env})."`
 	Payee           string        `name:"payee" env:"MF_PAYEE" default:"Meterflow Energy" help:"Who households pay, as codes and receipts name it (${env})."`
 	PhoneRegion     string        `name:"phone-region" env:"MF_PHONE_REGION" default:"GB" help:"Country assumed for phone numbers written without a country code (${env})."`
-	SMS             string        `name:"sms-provider" env:"MF_SMS_PROVIDER" default:"dev" enum:"dev" help:"SMS provider: dev stores messages in the development inbox, readable in the portal (${env})."`
+	SMS             string        `name:"sms-provider" env:"MF_SMS_PROVIDER" default:"dev" enum:"dev,twilio" help:"SMS provider: dev stores messages in the development inbox, readable in the portal; twilio sends them (${env})."`
 	RecoverEvery    time.Duration `name:"payment-recover-interval" env:"MF_PAYMENT_RECOVER_INTERVAL" default:"30s" help:"How often unsettled charges are re-issued and unconfirmed payments expired (${env})."`
 	AccrualEvery    time.Duration `name:"accrual-interval" env:"MF_ACCRUAL_INTERVAL" default:"15m" help:"How often the cost so far of running cycles is recomputed, thresholds checked and unpaid bills past due marked overdue; 0 turns it off (${env})."`
 	OutboxPoll      time.Duration `name:"outbox-poll" env:"MF_OUTBOX_POLL" default:"1s" help:"How often auto-pay and the ledger look for new billing events (${env})."`
 	ConfirmDeadline time.Duration `name:"payment-confirm-within" env:"MF_PAYMENT_CONFIRM_WITHIN" default:"48h" help:"How long a payment waits for its code before it expires (${env})."`
+
+	StripeKey     string `name:"stripe-secret-key" env:"MF_STRIPE_SECRET_KEY" default:"" help:"Stripe secret or restricted key, for --payment-gateway stripe (${env})."`
+	StripeBackend string `name:"stripe-backend-url" env:"MF_STRIPE_BACKEND_URL" default:"https://api.stripe.com" help:"Stripe API address (a proxy, or stripe-mock on loopback for tests) (${env})."`
+
+	TwilioAccountSID string `name:"twilio-account-sid" env:"MF_TWILIO_ACCOUNT_SID" default:"" help:"Twilio account SID, for --sms-provider twilio (${env})."`
+	TwilioAuthToken  string `name:"twilio-auth-token" env:"MF_TWILIO_AUTH_TOKEN" default:"" help:"Twilio auth token: API password and the key of delivery-report signatures (${env})."`
+	TwilioFrom       string `name:"twilio-from" env:"MF_TWILIO_FROM" default:"" help:"Sender: an E.164 number or an alphanumeric sender id (${env})."`
+	TwilioService    string `name:"twilio-messaging-service-sid" env:"MF_TWILIO_MESSAGING_SERVICE_SID" default:"" help:"Messaging service SID, instead of --twilio-from (${env})."`
+	TwilioBaseURL    string `name:"twilio-base-url" env:"MF_TWILIO_BASE_URL" default:"https://api.twilio.com" help:"Twilio API address (${env})."`
+	TwilioCallback   string `name:"twilio-status-callback-url" env:"MF_TWILIO_STATUS_CALLBACK_URL" default:"" help:"Public URL of this server's delivery-report endpoint, /hooks/sms/status; empty: no delivery reports (${env})."`
+}
+
+// smsCallbackPath is where the SMS provider reports delivery.
+const smsCallbackPath = "/hooks/sms/status"
+
+func (f PaymentsFlags) smsConfig() sms.Config {
+	c := sms.DefaultConfig()
+	c.AccountSID, c.AuthToken, c.From, c.MessagingServiceSID = f.TwilioAccountSID, f.TwilioAuthToken, f.TwilioFrom, f.TwilioService
+	c.BaseURL, c.StatusCallbackURL, c.Provider = f.TwilioBaseURL, f.TwilioCallback, "twilio"
+	return c
+}
+
+func (f PaymentsFlags) stripeConfig() stripegw.Config {
+	c := stripegw.DefaultConfig()
+	c.SecretKey, c.BackendURL = f.StripeKey, f.StripeBackend
+	return c
 }
 
 // AuthFlags configure sign-in and the API's cookies.
@@ -162,6 +190,16 @@ func (c *ServeCmd) Validate() error {
 	}
 	if c.Payments.RecoverEvery <= 0 || c.Payments.OutboxPoll <= 0 || c.Payments.AccrualEvery < 0 {
 		errs = append(errs, errors.New("payment-recover-interval and outbox-poll: must be positive; accrual-interval: not negative"))
+	}
+	if c.Payments.SMS == "twilio" {
+		if err := c.Payments.smsConfig().Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("twilio: %w", err))
+		}
+	}
+	if c.Payments.Gateway == "stripe" {
+		if err := c.Payments.stripeConfig().Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("stripe: %w", err))
+		}
 	}
 	if c.Payments.ConfirmDeadline < time.Minute {
 		errs = append(errs, fmt.Errorf("payment-confirm-within: %s is below a minute", c.Payments.ConfirmDeadline))
@@ -338,6 +376,13 @@ func (m *Main) Run(ctx context.Context) error {
 	for _, p := range web.Routes {
 		api.Handle(p, site)
 	}
+	if cfg.Payments.SMS == "twilio" && cfg.Payments.TwilioCallback != "" {
+		cb, err := sms.NewCallback(cfg.Payments.smsConfig(), &postgres.Payments{DB: m.DB}, log.With("component", "sms"))
+		if err != nil {
+			return err
+		}
+		api.Handle("POST "+smsCallbackPath, cb)
+	}
 	if cfg.Pprof {
 		api.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
 		api.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
@@ -377,6 +422,13 @@ func (m *Main) apiConfig(context.Context) (*httpapi.APIConfig, error) {
 	}
 	devSMS := &postgres.DevSMS{DB: m.DB}
 	var sender payment.Sender = devSMS
+	if cfg.Payments.SMS == "twilio" {
+		tw, err := sms.New(cfg.Payments.smsConfig(), log.With("component", "sms"))
+		if err != nil {
+			return nil, err
+		}
+		sender = tw
+	}
 	if m.Auth, err = auth.New(&postgres.Auth{DB: m.DB}, sender, auth.Config{
 		Key: key, KeyID: "k1", SessionTTL: cfg.Auth.SessionTTL, Argon2: argon, Logger: log.With("component", "auth"),
 	}); err != nil {
@@ -422,6 +474,10 @@ func (m *Main) startPayments(store *postgres.Payments, sender payment.Sender, ke
 	case "sandbox":
 		log.Warn("payments go through the sandbox gateway: no real money moves")
 		gw = &sandbox.Gateway{}
+	case "stripe":
+		if gw, err = stripegw.New(cfg.stripeConfig(), log.With("gateway", "stripe")); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("payment-gateway: %q is not known", cfg.Gateway)
 	}
@@ -429,6 +485,9 @@ func (m *Main) startPayments(store *postgres.Payments, sender payment.Sender, ke
 		return err
 	}
 	m.Setup = m.Payments.NewSetup(store, cfg.PhoneRegion)
+	if in, ok := gw.(payment.MethodInspector); ok {
+		m.Setup.Inspector = in
+	}
 	ob := &postgres.Outbox{DB: m.DB}
 	autopay, err := outbox.New(ob, outbox.Config{Name: "autopay", Poll: cfg.OutboxPoll, Logger: log}, m.Setup.HandleAutopayEvent)
 	if err != nil {
@@ -438,6 +497,15 @@ func (m *Main) startPayments(store *postgres.Payments, sender payment.Sender, ke
 	if err != nil {
 		return err
 	}
+	m.background(func(ctx context.Context) {
+		every(ctx, time.Hour, func() {
+			if n, err := m.Auth.Cleanup(ctx); err != nil {
+				log.Warn("sign-in cleanup", "err", err)
+			} else {
+				log.Debug("sign-in cleanup", "removed", n)
+			}
+		})
+	})
 	m.background(autopay.Run)
 	m.background(ledgerPoster.Run)
 	m.background(func(ctx context.Context) {

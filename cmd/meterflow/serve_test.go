@@ -39,6 +39,10 @@ func TestServeConfigNamesEveryBadSetting(t *testing.T) {
 			c.MQTTTLSAddr, c.MQTTTLSCert, c.MQTTTLSKey = ":8883", "/nonexistent.pem", "/nonexistent.key"
 		}, []string{"mqtt-tls-cert", "mqtt-tls-key"}},
 		{"short auth key", func(c *ServeCmd) { c.Auth.Key = "abcd" }, []string{"auth-key"}},
+		{"twilio without credentials", func(c *ServeCmd) { c.Payments.SMS = "twilio" }, []string{"twilio"}},
+		{"stripe without a key", func(c *ServeCmd) { c.Payments.Gateway = "stripe" }, []string{"stripe"}},
+		{"bad vee rules", func(c *ServeCmd) { c.VEERules = "/nonexistent/rules.yaml" }, []string{"vee-rules"}},
+		{"bad phone region", func(c *ServeCmd) { c.Payments.PhoneRegion = "Atlantis" }, []string{"phone-region"}},
 		{"several at once", func(c *ServeCmd) { c.Workers = 0; c.MaxPayload = 1; c.JournalMaxBytes = 1 },
 			[]string{"ingest-workers", "max-payload-bytes", "journal-max-bytes"}},
 	}

@@ -137,9 +137,6 @@ const (
 	// resources only (another household's are "not found"), and operators,
 	// for any household's.
 	Household
-	// HouseholdUser routes take household users only, for their own
-	// household (GET /household); operators have none.
-	HouseholdUser
 	// Operator routes take operators only.
 	Operator
 	// HouseholdOnly routes take household users only, acting for their own
@@ -156,8 +153,6 @@ func (r Rule) String() string {
 		return "signed-in"
 	case Household:
 		return "household"
-	case HouseholdUser:
-		return "household-user"
 	case Operator:
 		return "operator"
 	case HouseholdOnly:
@@ -294,8 +289,6 @@ func allowed(rt Route, p *auth.Principal) error {
 		ok = p.SessionID != 0
 	case Household:
 		ok = p.IsHousehold() || p.IsOperator()
-	case HouseholdUser:
-		ok = p.IsHousehold()
 	case Operator:
 		ok = p.IsOperator()
 	case HouseholdOnly:

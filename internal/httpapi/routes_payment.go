@@ -32,6 +32,7 @@ type PaymentSetup interface {
 	SendPhoneCode(ctx context.Context, householdID, phoneID int64) error
 	VerifyPhone(ctx context.Context, householdID, phoneID int64, code string) (payment.Phone, error)
 	Methods(ctx context.Context, householdID int64) ([]payment.Method, error)
+	AddMethod(ctx context.Context, householdID int64, token string) (payment.Method, error)
 	DisableMethod(ctx context.Context, householdID, id int64) error
 	Rules(ctx context.Context, accountID int64) ([]payment.Rule, error)
 	Enrol(ctx context.Context, r payment.Rule) (payment.Rule, error)
@@ -72,6 +73,7 @@ func (a *api) paymentRoutes() []Route {
 		{Method: "POST", Pattern: "/phones/{phone}/verify", Rule: HouseholdOnly, Summary: "Verify a phone with its code", handler: a.verifyPhone},
 
 		{Method: "GET", Pattern: "/payment-methods", Rule: HouseholdOnly, Summary: "The household's payment methods", handler: a.listMethods},
+		{Method: "POST", Pattern: "/payment-methods", Rule: HouseholdOnly, Summary: "Add a payment method from the gateway's token", handler: a.addMethod},
 		{Method: "DELETE", Pattern: "/payment-methods/{method}", Rule: HouseholdOnly, Summary: "Remove a payment method (and the rules using it)", handler: a.deleteMethod},
 
 		{Method: "GET", Pattern: "/accounts/{account}/autopay", Rule: Household, Summary: "An account's auto-pay rules", handler: a.listRules},
@@ -460,6 +462,31 @@ func (a *api) listMethods(w http.ResponseWriter, r *http.Request, p *auth.Princi
 		ms = []payment.Method{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": ms})
+	return nil
+}
+
+type addMethodRequest struct {
+	Token string `json:"token"`
+}
+
+func (a *api) addMethod(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	_, setup, _, err := a.payments()
+	if err != nil {
+		return err
+	}
+	hh, err := householdOnly(p)
+	if err != nil {
+		return err
+	}
+	var req addMethodRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	m, err := setup.AddMethod(r.Context(), hh, req.Token)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, m)
 	return nil
 }
 

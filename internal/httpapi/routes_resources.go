@@ -17,7 +17,7 @@ import (
 // resourceRoutes are households, premises, meters and budgets.
 func (a *api) resourceRoutes() []Route {
 	return []Route{
-		{Method: "GET", Pattern: "/household", Rule: HouseholdUser, Summary: "The signed-in household with its accounts and premises", handler: a.ownHousehold},
+		{Method: "GET", Pattern: "/household", Rule: HouseholdOnly, Summary: "The signed-in household with its accounts and premises", handler: a.ownHousehold},
 		{Method: "GET", Pattern: "/households", Rule: Operator, Summary: "Households", handler: a.listHouseholds},
 		{Method: "GET", Pattern: "/households/{household}", Rule: Household, Summary: "One household with its accounts and premises", handler: a.getHousehold},
 		{Method: "GET", Pattern: "/premises", Rule: Household, Summary: "Premises with their service points and meters", handler: a.listPremises},
