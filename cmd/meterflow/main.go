@@ -34,6 +34,8 @@ type CLI struct {
 	Accruals AccrualsCmd `cmd:"" help:"Keep the cost so far of running cycles current."`
 	Seed     SeedCmd     `cmd:"" help:"Generate synthetic households with usage (development, benchmarks)."`
 	Ledger   LedgerCmd   `cmd:"" help:"Check the payments ledger."`
+	Phones   PhonesCmd   `cmd:"" help:"Record households' phone numbers."`
+	SMS      SMSCmd      `cmd:"" name:"sms" help:"Read the development SMS inbox."`
 
 	Version VersionCmd `cmd:"" help:"Print the version."`
 }
