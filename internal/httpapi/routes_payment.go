@@ -110,6 +110,7 @@ type paymentJSON struct {
 	AutoPayRuleID   int64     `json:"autopay_rule_id,omitempty"`
 	Kind            string    `json:"kind"`
 	Amount          string    `json:"amount"`
+	Fee             string    `json:"fee,omitempty"`
 	Currency        string    `json:"currency"`
 	Payee           string    `json:"payee"`
 	PaymentMethodID int64     `json:"payment_method_id"`
@@ -124,9 +125,16 @@ type paymentJSON struct {
 
 func toPaymentJSON(p payment.Payment) paymentJSON {
 	return paymentJSON{ID: p.ID, HouseholdID: p.HouseholdID, AccountID: p.AccountID, BillID: p.BillID, AutoPayRuleID: p.AutoPayRuleID,
-		Kind: string(p.Kind), Amount: p.Amount.StringFixed(2), Currency: p.Currency, Payee: p.Payee, PaymentMethodID: p.PaymentMethodID,
+		Kind: string(p.Kind), Amount: p.Amount.StringFixed(2), Fee: feeString(p), Currency: p.Currency, Payee: p.Payee, PaymentMethodID: p.PaymentMethodID,
 		State: string(p.State), RequiresOTP: p.RequiresOTP, FailureReason: p.FailureReason, ConfirmBy: p.ConfirmBy,
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, SettledAt: p.SettledAt}
+}
+
+func feeString(p payment.Payment) string {
+	if p.Fee.IsZero() {
+		return ""
+	}
+	return p.Fee.StringFixed(2)
 }
 
 // payment loads a payment p may see.

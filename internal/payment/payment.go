@@ -79,6 +79,8 @@ type Payment struct {
 	Gateway         string
 	GatewayChargeID string
 	GatewayStatus   string
+	// Fee is the gateway's fee of a succeeded charge (zero if unknown).
+	Fee decimal.Decimal
 	// Attempts counts charge attempts sent (or about to be sent).
 	Attempts      int
 	FailureReason string
@@ -160,6 +162,10 @@ type ChargeResult struct {
 	Status ChargeStatus
 	// DeclineCode says why a charge was declined (insufficient_funds, ...).
 	DeclineCode string
+	// Fee is what the gateway keeps of a succeeded charge, in the charge's
+	// currency; zero when the gateway does not say at charge time (its
+	// fees then reach the ledger with the payout).
+	Fee decimal.Decimal
 }
 
 // Gateway charges payment methods. Implementations must be safe for

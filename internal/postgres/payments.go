@@ -29,22 +29,25 @@ var _ payment.Store = (*Payments)(nil)
 const paymentColumns = `p.id, p.household_id, p.account_id, coalesce(p.bill_id, 0), coalesce(p.autopay_rule_id, 0), p.kind,
 	p.amount, p.currency, p.payee, p.payment_method_id, m.token, p.state, p.idempotency_key, p.gateway,
 	p.gateway_charge_id, p.gateway_status, p.attempts, p.failure_reason, p.confirm_by, p.lease_until,
-	p.created_at, p.updated_at, p.otp_sent_at, p.confirmed_at, p.charging_at, p.settled_at, p.requires_otp`
+	p.created_at, p.updated_at, p.otp_sent_at, p.confirmed_at, p.charging_at, p.settled_at, p.requires_otp, p.fee`
 
 func scanPayment(row pgx.Row) (payment.Payment, error) {
 	var p payment.Payment
-	var amount pgtype.Numeric
+	var amount, fee pgtype.Numeric
 	var kind, state string
 	var lease, sent, confirmed, charging, settled *time.Time
 	err := row.Scan(&p.ID, &p.HouseholdID, &p.AccountID, &p.BillID, &p.AutoPayRuleID, &kind,
 		&amount, &p.Currency, &p.Payee, &p.PaymentMethodID, &p.MethodToken, &state, &p.IdempotencyKey, &p.Gateway,
 		&p.GatewayChargeID, &p.GatewayStatus, &p.Attempts, &p.FailureReason, &p.ConfirmBy, &lease,
-		&p.CreatedAt, &p.UpdatedAt, &sent, &confirmed, &charging, &settled, &p.RequiresOTP)
+		&p.CreatedAt, &p.UpdatedAt, &sent, &confirmed, &charging, &settled, &p.RequiresOTP, &fee)
 	if err != nil {
 		return p, err
 	}
 	p.Kind, p.State = payment.Kind(kind), payment.State(state)
 	if p.Amount, err = dec(amount); err != nil {
+		return p, err
+	}
+	if p.Fee, err = dec(fee); err != nil {
 		return p, err
 	}
 	p.LeaseUntil, p.OTPSentAt, p.ConfirmedAt = derefTime(lease), derefTime(sent), derefTime(confirmed)
@@ -136,9 +139,9 @@ func (s *Payments) Update(ctx context.Context, id int64, fn func(payment.Tx, *pa
 		}
 		_, err = tx.Exec(ctx, `update payments set state = $2, gateway = $3, gateway_charge_id = $4, gateway_status = $5,
 			attempts = $6, failure_reason = $7, lease_until = $8, updated_at = $9, otp_sent_at = $10, confirmed_at = $11,
-			charging_at = $12, settled_at = $13 where id = $1`,
+			charging_at = $12, settled_at = $13, fee = $14 where id = $1`,
 			p.ID, string(p.State), p.Gateway, p.GatewayChargeID, p.GatewayStatus, p.Attempts, p.FailureReason,
-			nullTime(p.LeaseUntil), p.UpdatedAt, nullTime(p.OTPSentAt), nullTime(p.ConfirmedAt), nullTime(p.ChargingAt), nullTime(p.SettledAt))
+			nullTime(p.LeaseUntil), p.UpdatedAt, nullTime(p.OTPSentAt), nullTime(p.ConfirmedAt), nullTime(p.ChargingAt), nullTime(p.SettledAt), num(p.Fee))
 		if err != nil {
 			return fmt.Errorf("save payment %d: %w", id, err)
 		}

@@ -206,7 +206,7 @@ func (g *Gateway) Charge(ctx context.Context, req payment.ChargeRequest) (paymen
 		return payment.ChargeResult{}, apperr.Field("payment_method", "not a sandbox token")
 	}
 	id := fmt.Sprintf("ch_sandbox_%d", len(g.charges)+1)
-	res := payment.ChargeResult{ID: id, Status: payment.ChargeSucceeded}
+	res := payment.ChargeResult{ID: id, Status: payment.ChargeSucceeded, Fee: Fee(req.Amount, minor)}
 	timeout := false
 	switch last4 {
 	case "0002":
@@ -229,6 +229,17 @@ func (g *Gateway) Charge(ctx context.Context, req payment.ChargeRequest) (paymen
 
 func sameRequest(a, b payment.ChargeRequest) bool {
 	return a.Amount.Equal(b.Amount) && a.Currency == b.Currency && a.PaymentMethodToken == b.PaymentMethodToken
+}
+
+// Fee is the sandbox's fee on a charge: 1.5% rounded half up to the
+// currency's minor unit, plus 20 minor units (0.20 GBP), as card gateways
+// charge in Europe; never more than the amount.
+func Fee(amount decimal.Decimal, minor int32) decimal.Decimal {
+	f := amount.Mul(decimal.RequireFromString("0.015")).Round(minor).Add(decimal.New(20, -minor))
+	if f.GreaterThanOrEqual(amount) {
+		return decimal.Zero
+	}
+	return f
 }
 
 // Charges returns every charge taken, in order (one per key).
