@@ -493,7 +493,7 @@ func (m *Main) startPayments(store *postgres.Payments, sender payment.Sender, ke
 	if err != nil {
 		return err
 	}
-	ledgerPoster, err := outbox.New(ob, outbox.Config{Name: "ledger", Poll: cfg.OutboxPoll, Logger: log}, payment.PostBillHandler(store))
+	ledgerPoster, err := outbox.New(ob, outbox.Config{Name: "ledger", Poll: cfg.OutboxPoll, Batch: 500, Logger: log}, payment.PostBillHandler(store))
 	if err != nil {
 		return err
 	}
