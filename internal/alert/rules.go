@@ -277,9 +277,10 @@ type Night struct {
 	Meter Meter
 	Day   string // the local day the night ends on
 	// Starts are the interval starts the window should have; Quantities
-	// the stored intervals by start.
+	// the stored intervals by start (Unix seconds, so that the zone a time
+	// was read in does not matter).
 	Starts     []time.Time
-	Quantities map[time.Time]int64
+	Quantities map[int64]int64
 }
 
 // Leak fires once per water or gas meter and night when every interval of
@@ -291,7 +292,7 @@ func Leak(n Night) (Decision, bool) {
 	}
 	var total int64
 	for _, s := range n.Starts {
-		q, ok := n.Quantities[s]
+		q, ok := n.Quantities[s.Unix()]
 		if !ok || q <= 0 {
 			return Decision{}, false
 		}

@@ -55,9 +55,9 @@ type Store interface {
 	// UsageSums sums a meter's channel over each window [from, to): the
 	// sum and whether any interval was there.
 	UsageSums(ctx context.Context, meterID, channel string, windows [][2]time.Time) (sums []int64, present []bool, err error)
-	// Intervals returns a meter's channel quantities by interval start in
-	// [from, to).
-	Intervals(ctx context.Context, meterID, channel string, from, to time.Time) (map[time.Time]int64, error)
+	// Intervals returns a meter's channel quantities by interval start
+	// (Unix seconds) in [from, to).
+	Intervals(ctx context.Context, meterID, channel string, from, to time.Time) (map[int64]int64, error)
 
 	// RaiseAlarm opens an alarm for the condition, or refreshes the open
 	// one (message, last seen); raised reports a new alarm.

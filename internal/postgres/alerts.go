@@ -373,21 +373,21 @@ func (s *Alerts) UsageSums(ctx context.Context, meterID, channel string, windows
 }
 
 // Intervals returns a meter's channel quantities by interval start.
-func (s *Alerts) Intervals(ctx context.Context, meterID, channel string, from, to time.Time) (map[time.Time]int64, error) {
+func (s *Alerts) Intervals(ctx context.Context, meterID, channel string, from, to time.Time) (map[int64]int64, error) {
 	rows, err := s.DB.Pool.Query(ctx, `select start_at, quantity from interval_usage
 		where meter_id = $1 and channel = $2 and start_at >= $3 and start_at < $4`, meterID, channel, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("intervals of %s: %w", meterID, err)
 	}
 	defer rows.Close()
-	out := map[time.Time]int64{}
+	out := map[int64]int64{}
 	for rows.Next() {
 		var t time.Time
 		var q int64
 		if err := rows.Scan(&t, &q); err != nil {
 			return nil, err
 		}
-		out[t] = q
+		out[t.Unix()] = q
 	}
 	return out, rows.Err()
 }
