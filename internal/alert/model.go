@@ -11,16 +11,16 @@ type Kind string
 
 // Household alert kinds.
 const (
-	KindBudget           Kind = "budget"             // 50, 80, 100 % of a budget reached (budget.crossed)
-	KindProjectedOver    Kind = "projected_over"     // the cycle's projected cost is above a budget
-	KindBillUpcoming     Kind = "bill_upcoming"      // a bill is due in a few days
-	KindBillIssued       Kind = "bill_issued"        // a bill was issued (bill.issued)
-	KindPaymentConfirm   Kind = "payment_confirm"    // a payment waits for its code (payment.otp_sent)
-	KindPaymentSucceeded Kind = "payment_succeeded"  // payment.succeeded
-	KindPaymentFailed    Kind = "payment_failed"     // payment.failed or payment.expired
-	KindAbnormalUsage    Kind = "abnormal_usage"     // today well above the household's own baseline
-	KindLeak             Kind = "leak"               // water or gas flowing all night
-	KindMeterSilent      Kind = "meter_silent"       // a meter has not reported for hours
+	KindBudget           Kind = "budget"            // 50, 80, 100 % of a budget reached (budget.crossed)
+	KindProjectedOver    Kind = "projected_over"    // the cycle's projected cost is above a budget
+	KindBillUpcoming     Kind = "bill_upcoming"     // a bill is due in a few days
+	KindBillIssued       Kind = "bill_issued"       // a bill was issued (bill.issued)
+	KindPaymentConfirm   Kind = "payment_confirm"   // a payment waits for its code (payment.otp_sent)
+	KindPaymentSucceeded Kind = "payment_succeeded" // payment.succeeded
+	KindPaymentFailed    Kind = "payment_failed"    // payment.failed or payment.expired
+	KindAbnormalUsage    Kind = "abnormal_usage"    // today well above the household's own baseline
+	KindLeak             Kind = "leak"              // water or gas flowing all night
+	KindMeterSilent      Kind = "meter_silent"      // a meter has not reported for hours
 )
 
 // Kinds lists every household alert kind.
