@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/meterflow/meterflow/docs"
+	"github.com/meterflow/meterflow/internal/alert"
 	"github.com/meterflow/meterflow/internal/apperr"
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/billing"
@@ -82,7 +83,7 @@ func (noUsage) Usage(context.Context, []string, string, time.Time, time.Time, po
 
 // household is one household's fixture: its user and resources.
 type household struct {
-	id                         int64
+	id, alertID                int64
 	phone                      string
 	account, bill, paymentID   int64
 	accountNumber, meterID     string
@@ -90,8 +91,10 @@ type household struct {
 }
 
 type env struct {
-	t     *testing.T
-	srv   *Server
+	t      *testing.T
+	srv    *Server
+	alerts *alert.Service
+	alarm  int64
 	db    *postgres.DB
 	auth  *auth.Service
 	sms   *outbox
@@ -133,6 +136,12 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 			period_start_at, period_end_at, time_zone, currency, subtotal, tax, total, issued_at, due_date)
 			values ($1, $2, '2026-01-01', '2026-02-01', '2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', 'Europe/London', 'GBP',
 			10, 2, 12, now(), '2026-02-15') returning id`, h.account, h.id).Scan(&h.bill))
+		var created bool
+		h.alertID, created, err = (&postgres.Alerts{DB: db}).Record(ctx, alert.Alert{Key: "test:" + h.accountNumber, HouseholdID: h.id,
+			AccountID: h.account, Kind: alert.KindBillIssued, Title: "Bill " + h.accountNumber, Body: "for " + h.accountNumber, CreatedAt: clk.Now()},
+			[]alert.Delivery{{Channel: alert.InApp, NotBefore: clk.Now()}})
+		require.NoError(t, err)
+		require.True(t, created)
 		h.paymentID = int64(1000 + i)
 		pays[h.paymentID] = h.id
 		_, err = as.CreateUser(ctx, auth.NewUser{Phone: h.phone, Password: password, Role: auth.RoleHousehold, HouseholdID: h.id})
@@ -142,9 +151,16 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 	_, err = as.CreateUser(ctx, auth.NewUser{Phone: e.op.phone, Password: password, Role: auth.RoleOperator})
 	require.NoError(t, err)
 
+	require.NoError(t, db.Pool.QueryRow(ctx, `insert into alarms (kind, subject, message, raised_at, last_seen_at)
+		values ('meter_offline', 'M-1', 'offline', now(), now()) returning id`).Scan(&e.alarm))
+	acfg := alert.DefaultConfig()
+	acfg.Now = clk.Now
+	e.alerts, err = alert.New(alert.Deps{Store: &postgres.Alerts{DB: db}, Outbox: &postgres.Outbox{DB: db}, Sender: sms}, acfg)
+	require.NoError(t, err)
+
 	cfg := APIConfig{
 		Auth: as, Portal: &postgres.Portal{DB: db}, Usage: noUsage{}, Bills: bs,
-		Devices: device.NewRegistry(&postgres.Meters{DB: db}, device.Config{}), Payments: pays,
+		Devices: device.NewRegistry(&postgres.Meters{DB: db}, device.Config{}), Payments: pays, Alerts: e.alerts,
 		OpenAPI: docs.OpenAPI, Now: clk.Now,
 	}
 	if tune != nil {
@@ -183,7 +199,11 @@ func (e *env) do(method, path string, body any, h *household, cookie bool, hdr m
 		require.NoError(e.t, err)
 		rd = bytes.NewReader(j)
 	}
-	req := httptest.NewRequest(method, path, rd)
+	// A handler that flushes (a stream) has its request ended by the flush,
+	// so a test sees what it sent first.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, method, path, rd)
 	req.RemoteAddr = "192.0.2.1:1234"
 	if h != nil {
 		if cookie {
@@ -196,8 +216,19 @@ func (e *env) do(method, path string, body any, h *household, cookie bool, hdr m
 		req.Header.Set(k, v)
 	}
 	rec := httptest.NewRecorder()
-	e.srv.ServeHTTP(rec, req)
+	e.srv.ServeHTTP(flushEnds{rec, cancel}, req)
 	return resp{code: rec.Code, body: rec.Body.Bytes(), cookies: rec.Result().Cookies()}
+}
+
+// flushEnds ends the request's context when the handler flushes.
+type flushEnds struct {
+	*httptest.ResponseRecorder
+	cancel context.CancelFunc
+}
+
+func (f flushEnds) Flush() {
+	f.ResponseRecorder.Flush()
+	f.cancel()
 }
 
 func (e *env) signIn(h *household) {
@@ -232,14 +263,18 @@ func TestRouteAccess(t *testing.T) {
 	other := map[string]string{ // household B's resources, requested by A
 		"account": fmt.Sprint(e.b.account), "bill": fmt.Sprint(e.b.bill),
 		"payment": fmt.Sprint(e.b.paymentID), "meter": e.b.meterID,
+		"alert": fmt.Sprint(e.b.alertID), "alarm": fmt.Sprint(e.alarm),
 	}
 	own := map[string]string{
 		"account": fmt.Sprint(e.a.account), "bill": fmt.Sprint(e.a.bill),
 		"payment": fmt.Sprint(e.a.paymentID), "meter": e.a.meterID,
+		"alert": fmt.Sprint(e.a.alertID), "alarm": fmt.Sprint(e.alarm),
 	}
 	bodies := map[string]any{
 		"/payments/{payment}/confirm": confirmRequest{Code: "123456"},
 		"/meters":                     map[string]any{"meters": []map[string]string{{"id": "NEW-1", "utility": "electricity"}}},
+		"/alert-preferences":          map[string]any{"channels": map[string][]string{"leak": {"inapp"}}},
+		"/alarms/{alarm}/ack":         map[string]string{"note": "seen"},
 	}
 	fill := func(pattern string, ids map[string]string) string {
 		return Prefix + paramRE.ReplaceAllStringFunc(pattern, func(m string) string {

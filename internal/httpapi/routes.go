@@ -26,6 +26,7 @@ func (a *api) routeTable() []Route {
 		a.householdRoutes(),
 		a.paymentRoutes(),
 		a.operatorRoutes(),
+		a.alertRoutes(),
 	)
 }
 
