@@ -95,12 +95,12 @@ type env struct {
 	srv    *Server
 	alerts *alert.Service
 	alarm  int64
-	db    *postgres.DB
-	auth  *auth.Service
-	sms   *outbox
-	clock *clock
-	a, b  household
-	op    household
+	db     *postgres.DB
+	auth   *auth.Service
+	sms    *outbox
+	clock  *clock
+	a, b   household
+	op     household
 }
 
 const password = "correct horse battery"
