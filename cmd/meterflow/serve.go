@@ -14,8 +14,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/shopspring/decimal"
 
 	"github.com/meterflow/meterflow/docs"
+	"github.com/meterflow/meterflow/internal/alert"
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/billing"
 	"github.com/meterflow/meterflow/internal/broker"
@@ -67,6 +69,60 @@ type ServeCmd struct {
 	RollupEvery     time.Duration `name:"rollup-interval" env:"MF_ROLLUP_INTERVAL" default:"30s" help:"How often hourly and daily rollups are recomputed for changed windows (${env})."`
 
 	Auth AuthFlags `embed:"" group:"Sign-in"`
+
+	Alerts AlertFlags `embed:"" group:"Alerts and alarms"`
+}
+
+// AlertFlags configure household alerts and operator alarms
+// (docs/alerts.md). A zero value takes the default of alert.DefaultConfig.
+type AlertFlags struct {
+	Off              bool          `name:"alerts-off" env:"MF_ALERTS_OFF" default:"false" help:"Do not evaluate or send alerts and alarms on this node (${env}); the API still serves them."`
+	EvaluateEvery    time.Duration `name:"alert-evaluate-interval" env:"MF_ALERT_EVALUATE_INTERVAL" default:"5m" help:"How often the periodic alert rules and the alarms run (${env})."`
+	UpcomingBillDays int           `name:"alert-upcoming-bill-days" env:"MF_ALERT_UPCOMING_BILL_DAYS" default:"3" help:"Alert this many days before an unpaid bill is due (${env})."`
+	SilentAfter      time.Duration `name:"alert-silent-after" env:"MF_ALERT_SILENT_AFTER" default:"24h" help:"Alert a household when its meter is silent this long (${env})."`
+	AbnormalFactor   string        `name:"alert-abnormal-factor" env:"MF_ALERT_ABNORMAL_FACTOR" default:"2" help:"Today's usage at least this many times the same-weekday median is abnormal (${env})."`
+	OfflineAfter     time.Duration `name:"alarm-offline-after" env:"MF_ALARM_OFFLINE_AFTER" default:"6h" help:"Raise meter_offline when a meter is silent this long (${env})."`
+	VEEPerHour       float64       `name:"alarm-vee-per-hour" env:"MF_ALARM_VEE_PER_HOUR" default:"12" help:"Raise vee_rate above this many VEE exceptions per meter and hour (${env})."`
+	MaxIngestLag     uint64        `name:"alarm-ingest-lag" env:"MF_ALARM_INGEST_LAG" default:"100000" help:"Raise ingest_lag above this many journal records waiting for the stores (${env})."`
+	PaymentFailRatio float64       `name:"alarm-payment-failure-ratio" env:"MF_ALARM_PAYMENT_FAILURE_RATIO" default:"0.25" help:"Raise payment_failure_rate when more than this fraction of the last hour's payments failed (${env})."`
+	PaymentMinCount  int           `name:"alarm-payment-min-count" env:"MF_ALARM_PAYMENT_MIN_COUNT" default:"10" help:"Raise payment_failure_rate only when at least this many payments settled in the last hour (${env})."`
+}
+
+// Config returns the alert configuration, defaults filled in.
+func (f AlertFlags) Config() (alert.Config, error) {
+	c := alert.DefaultConfig()
+	if f.EvaluateEvery != 0 {
+		c.EvaluateEvery = f.EvaluateEvery
+	}
+	if f.UpcomingBillDays != 0 {
+		c.UpcomingBillDays = f.UpcomingBillDays
+	}
+	if f.SilentAfter != 0 {
+		c.SilentAfter = f.SilentAfter
+	}
+	if f.AbnormalFactor != "" {
+		d, err := decimal.NewFromString(f.AbnormalFactor)
+		if err != nil {
+			return c, fmt.Errorf("alert-abnormal-factor: %q is not a number", f.AbnormalFactor)
+		}
+		c.AbnormalFactor = d
+	}
+	if f.OfflineAfter != 0 {
+		c.OfflineAfter = f.OfflineAfter
+	}
+	if f.VEEPerHour != 0 {
+		c.VEEPerHour = f.VEEPerHour
+	}
+	if f.MaxIngestLag != 0 {
+		c.MaxIngestLag = f.MaxIngestLag
+	}
+	if f.PaymentFailRatio != 0 {
+		c.PaymentMaxFailure = f.PaymentFailRatio
+	}
+	if f.PaymentMinCount != 0 {
+		c.PaymentMinCount = f.PaymentMinCount
+	}
+	return c, c.Validate()
 }
 
 // AuthFlags configure sign-in and the API's cookies.
@@ -125,6 +181,9 @@ func (c *ServeCmd) Validate() error {
 	if c.Auth.SessionTTL != 0 && (c.Auth.SessionTTL < time.Minute || c.Auth.SessionTTL > 30*24*time.Hour) {
 		errs = append(errs, fmt.Errorf("session-ttl: %s is outside 1m..720h", c.Auth.SessionTTL))
 	}
+	if _, err := c.Alerts.Config(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.FlushInterval <= 0 || c.SnapshotEvery <= 0 || c.RollupEvery <= 0 {
 		errs = append(errs, errors.New("ingest-flush-interval, ingest-snapshot-interval and rollup-interval: must be positive"))
 	}
@@ -178,12 +237,16 @@ type Main struct {
 	Broker   *broker.Broker
 	Auth     *auth.Service
 	Billing  *billing.Service
+	Alerts   *alert.Service
 
 	httpLn  net.Listener
 	httpSrv *http.Server
 	// stopBG ends the background loops started by Run.
 	stopBG context.CancelFunc
 	bgDone chan struct{}
+	// alertsDone is closed when the alert service has stopped (nil when it
+	// never started).
+	alertsDone chan struct{}
 }
 
 // Run opens the stores, replays the journal and starts the listeners. It
@@ -243,6 +306,26 @@ func (m *Main) Run(ctx context.Context) error {
 		defer close(m.bgDone)
 		m.Rollups.Run(bg, cfg.RollupEvery)
 	}()
+	alertCfg, err := cfg.Alerts.Config()
+	if err != nil {
+		return err
+	}
+	alertCfg.Logger = log.With("component", "alerts")
+	// The development SMS sender is the only one wired so far, as for
+	// sign-in and payments.
+	if m.Alerts, err = alert.New(alert.Deps{
+		Store: &postgres.Alerts{DB: m.DB}, Outbox: &postgres.Outbox{DB: m.DB}, Sender: &postgres.DevSMS{DB: m.DB},
+		Lag: m.Pipeline, Probes: []alert.Probe{{Name: "postgres", Check: m.DB.Ping}, {Name: "influxdb", Check: m.Influx.Ping}},
+	}, alertCfg); err != nil {
+		return err
+	}
+	if !cfg.Alerts.Off {
+		m.alertsDone = make(chan struct{})
+		go func() {
+			defer close(m.alertsDone)
+			m.Alerts.Run(bg)
+		}()
+	}
 	front := ingest.NewFront(ingest.FrontConfig{MaxPayloadBytes: cfg.MaxPayload}, m.Journal, m.Registry)
 	if m.Broker, err = broker.New(cfg.brokerConfig(), m.Devices, front, log, m.Registry); err != nil {
 		return err
@@ -282,6 +365,8 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Open alert streams end when the server shuts down, not at its timeout.
+	m.httpSrv.RegisterOnShutdown(m.Alerts.Hub().Close)
 	go func() {
 		if err := m.httpSrv.Serve(m.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
@@ -313,7 +398,7 @@ func (m *Main) apiConfig(context.Context) (*httpapi.APIConfig, error) {
 	}
 	return &httpapi.APIConfig{
 		Auth: m.Auth, Portal: &postgres.Portal{DB: m.DB}, Usage: m.Influx, Bills: m.Billing, Devices: m.Devices,
-		OpenAPI: docs.OpenAPI, CookieSecure: cfg.Auth.CookieSecure,
+		Alerts: m.Alerts, OpenAPI: docs.OpenAPI, CookieSecure: cfg.Auth.CookieSecure,
 	}, nil
 }
 
@@ -343,6 +428,9 @@ func (m *Main) Close() error {
 	if m.stopBG != nil {
 		m.stopBG()
 		<-m.bgDone
+		if m.alertsDone != nil {
+			<-m.alertsDone
+		}
 	}
 	if m.Journal != nil {
 		errs = append(errs, m.Journal.Close())
