@@ -35,6 +35,20 @@ type lag struct{ n atomic.Uint64 }
 
 func (l *lag) Lag() uint64 { return l.n.Load() }
 
+// flaky is the development SMS sender failing the next fail sends, as a
+// provider outage does.
+type flaky struct {
+	dev  *postgres.DevSMS
+	fail atomic.Int32
+}
+
+func (f *flaky) Send(ctx context.Context, to, body string) (string, error) {
+	if f.fail.Add(-1) >= 0 {
+		return "", errors.New("provider unavailable")
+	}
+	return f.dev.Send(ctx, to, body)
+}
+
 type household struct {
 	id, account int64
 	phone       string
@@ -49,6 +63,7 @@ type env struct {
 	loc    *time.Location
 	svc    *alert.Service
 	lag    *lag
+	sms    *flaky
 	pgDown atomic.Bool
 	a, b   household
 }
@@ -58,7 +73,7 @@ func newEnv(t *testing.T, tune func(*alert.Config)) *env {
 	db := testenv.PostgresDB(t)
 	loc, err := time.LoadLocation("Europe/London")
 	require.NoError(t, err)
-	e := &env{t: t, ctx: ctx, db: db, store: &postgres.Alerts{DB: db}, loc: loc, lag: &lag{},
+	e := &env{t: t, ctx: ctx, db: db, store: &postgres.Alerts{DB: db}, loc: loc, lag: &lag{}, sms: &flaky{dev: &postgres.DevSMS{DB: db}},
 		clock: &clock{t: time.Date(2026, 3, 10, 12, 0, 0, 0, loc)}} // a Tuesday
 	for i, h := range []*household{&e.a, &e.b} {
 		require.NoError(t, db.Pool.QueryRow(ctx, `insert into households (name) values ($1) returning id`, fmt.Sprint("H", i)).Scan(&h.id))
@@ -74,7 +89,7 @@ func newEnv(t *testing.T, tune func(*alert.Config)) *env {
 		tune(&cfg)
 	}
 	e.svc, err = alert.New(alert.Deps{
-		Store: e.store, Outbox: &postgres.Outbox{DB: db}, Sender: &postgres.DevSMS{DB: db}, Lag: e.lag,
+		Store: e.store, Outbox: &postgres.Outbox{DB: db}, Sender: e.sms, Lag: e.lag,
 		Probes: []alert.Probe{{Name: "postgres", Check: func(ctx context.Context) error {
 			if e.pgDown.Load() {
 				return errors.New("connection refused")
@@ -411,11 +426,39 @@ func TestCrashBetweenDecideAndSend(t *testing.T) {
 // after MaxAttempts; no phone means no SMS.
 func TestSendFailures(t *testing.T) {
 	e := newEnv(t, func(c *alert.Config) { c.MaxAttempts = 2; c.Backoff = time.Minute })
-	e.exec(`update household_phones set verified_at = null where household_id = $1`, e.b.id)
-	e.event("payment.failed:9", "payment.failed", e.b.account, `{"payment_id":9,"amount":"12.00","currency":"GBP","payee":"P"}`)
+	e.sms.fail.Store(1)
+	e.event("payment.failed:9", "payment.failed", e.a.account, `{"payment_id":9,"amount":"12.00","currency":"GBP","payee":"P"}`)
 	_, err := e.svc.ConsumeEvents(e.ctx)
 	require.NoError(t, err)
 	st := e.send()
+	assert.Equal(t, 1, st.Sent)
+	assert.Equal(t, 1, st.Retried)
+	assert.Zero(t, e.send().Sent, "not before the backoff")
+	e.clock.Add(2 * time.Minute)
+	assert.Equal(t, 1, e.send().Sent)
+	assert.Len(t, e.devInbox(e.a), 1)
+	var status string
+	var attempts int
+	require.NoError(t, e.db.Pool.QueryRow(e.ctx, `select status, attempts from sms_messages where household_id = $1`, e.a.id).Scan(&status, &attempts))
+	assert.Equal(t, "sent", status)
+	assert.Equal(t, 2, attempts, "one message, sent on its second attempt")
+
+	e.sms.fail.Store(5)
+	e.event("payment.failed:10", "payment.failed", e.a.account, `{"payment_id":10,"amount":"12.00","currency":"GBP","payee":"P"}`)
+	_, err = e.svc.ConsumeEvents(e.ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, e.send().Retried)
+	e.clock.Add(2 * time.Minute)
+	assert.Equal(t, 1, e.send().Dead, "given up after MaxAttempts")
+	e.clock.Add(time.Hour)
+	assert.Zero(t, e.send(), "a dead delivery is not tried again")
+	assert.Len(t, e.devInbox(e.a), 1)
+
+	e.exec(`update household_phones set verified_at = null where household_id = $1`, e.b.id)
+	e.event("payment.failed:11", "payment.failed", e.b.account, `{"payment_id":11,"amount":"12.00","currency":"GBP","payee":"P"}`)
+	_, err = e.svc.ConsumeEvents(e.ctx)
+	require.NoError(t, err)
+	st = e.send()
 	assert.Equal(t, 1, st.Sent)
 	assert.Equal(t, 1, st.Skipped, "no verified phone")
 }
