@@ -553,6 +553,27 @@ func TestAlarmLifecycle(t *testing.T) {
 		assert.Equal(t, alert.AlarmStoreDown, cleared[0].Kind)
 		assert.True(t, cleared[0].RaisedAt.Equal(downAt))
 	})
+	t.Run("payment failure rate", func(t *testing.T) {
+		var method int64
+		require.NoError(t, e.db.Pool.QueryRow(e.ctx, `insert into payment_methods (household_id, gateway, token) values ($1, 'sandbox', 'tok_x') returning id`, e.a.id).Scan(&method))
+		pay := func(n int, state string, settled time.Time) {
+			for i := 0; i < n; i++ {
+				e.exec(`insert into payments (household_id, account_id, kind, amount, currency, payee, payment_method_id, state,
+					idempotency_key, confirm_by, created_at, updated_at, settled_at)
+					values ($1, $2, 'topup', 5, 'GBP', 'P', $3, $4, $5, $6, $6, $6, $6)`,
+					e.a.id, e.a.account, method, state, fmt.Sprint(state, settled.Unix(), i), settled)
+			}
+		}
+		now := e.clock.Now()
+		pay(8, "succeeded", now.Add(-30*time.Minute))
+		pay(2, "failed", now.Add(-10*time.Minute))
+		pay(5, "failed", now.Add(-2*time.Hour)) // outside the window
+		assert.Zero(t, e.evaluate().Raised, "2 of 10 failed: 20 % is not above 25 %")
+		pay(1, "failed", now.Add(-time.Minute))
+		assert.Equal(t, 1, e.evaluate().Raised, "3 of 11 failed: 27 %")
+		e.clock.Add(time.Hour)
+		assert.Equal(t, 1, e.evaluate().Cleared, "the failures have left the window")
+	})
 	t.Run("vee exception rate", func(t *testing.T) {
 		e.exec(`insert into vee_exceptions (meter_id, rule, count, last_at) values ('E-A', 'spike', 5, now())`)
 		assert.Zero(t, e.evaluate().Raised, "the first pass only marks the count")
