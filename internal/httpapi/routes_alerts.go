@@ -146,8 +146,9 @@ func (a *api) alertStream(w http.ResponseWriter, r *http.Request, p *auth.Princi
 		slices.Reverse(missed)
 	}
 	rc := http.NewResponseController(w)
-	// The server's write timeout would end the stream; it ends when the
-	// client goes or the server shuts down.
+	// The server's read and write timeouts would end the stream; it ends
+	// when the client goes or the server shuts down.
+	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
