@@ -31,14 +31,16 @@ stack-down: ## Stop the local PostgreSQL and InfluxDB (dev and test instances)
 	@$(STACK) down; MF_STACK_NAME=test $(STACK) down
 
 .PHONY: test
-test: ## Run every test against a real PostgreSQL and InfluxDB that it starts itself
+test: ## Run every test against a real PostgreSQL and InfluxDB that it starts itself, browser tests in headless Chromium
 	@MF_STACK_NAME=test MF_STACK_FAST=1 $(STACK) up >/dev/null
+	@deploy/local/chromium.sh
 	$(GO) vet ./...
 	$(GO) test -race -timeout 12m -p 2 ./...
 
 .PHONY: test-short
 test-short: ## Run the tests without -race
 	@MF_STACK_NAME=test MF_STACK_FAST=1 $(STACK) up >/dev/null
+	@deploy/local/chromium.sh
 	$(GO) test -timeout 10m ./...
 
 .PHONY: bench
@@ -64,4 +66,4 @@ fmt: ## gofmt every Go file
 .PHONY: clean
 clean: ## Stop the local stack and delete its data and the binaries
 	-@$(STACK) reset; MF_STACK_NAME=test $(STACK) reset
-	rm -rf $(BIN) .local
+	rm -rf $(BIN) .local test-artifacts

@@ -180,7 +180,28 @@ func isTerminal(f *os.File) bool {
 
 // BillsCmd shows bills.
 type BillsCmd struct {
-	Show BillsShowCmd `cmd:"" help:"Show an issued bill as text, JSON or printable HTML."`
+	Show        BillsShowCmd        `cmd:"" help:"Show an issued bill as text, JSON or printable HTML."`
+	MarkOverdue BillsMarkOverdueCmd `cmd:"" name:"mark-overdue" help:"Mark unpaid bills past their due date overdue (serve does this every accrual interval)."`
+}
+
+// BillsMarkOverdueCmd marks overdue bills once.
+type BillsMarkOverdueCmd struct {
+	Postgres PostgresFlags `embed:""`
+}
+
+// Run marks the bills.
+func (c *BillsMarkOverdueCmd) Run(ctx context.Context, log *slog.Logger) error {
+	svc, db, err := openBilling(ctx, c.Postgres, BillingFlags{}, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	n, err := svc.MarkOverdue(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d bills marked overdue\n", n)
+	return nil
 }
 
 // BillsShowCmd shows one bill.

@@ -71,7 +71,13 @@ func testConfig(t *testing.T, influxURL, bucket string) ServeCmd {
 		FlushInterval: 50 * time.Millisecond, SnapshotEvery: 300 * time.Millisecond,
 		RollupEvery: time.Hour, // tests run passes themselves
 		Auth:        AuthFlags{SessionTTL: time.Hour, Argon2MemoryKiB: 1024},
+		Payments:    testPaymentFlags(), SlowFrom: 0.25, MaxHold: 200 * time.Millisecond,
 	}
+}
+
+func testPaymentFlags() PaymentsFlags {
+	return PaymentsFlags{Gateway: "sandbox", Payee: "Meterflow Energy", PhoneRegion: "GB", SMS: "dev",
+		RecoverEvery: time.Second, OutboxPoll: 50 * time.Millisecond, ConfirmDeadline: 48 * time.Hour}
 }
 
 func startMain(t *testing.T, cfg ServeCmd) *Main {

@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/meterflow/meterflow/internal/httpapi"
 )
 
 // CLI is the whole command line. Every flag can also be set by the
@@ -23,6 +26,7 @@ type CLI struct {
 	Migrate MigrateCmd `cmd:"" help:"Apply database migrations and exit."`
 	Meters  MetersCmd  `cmd:"" help:"Provision, revoke and list meters."`
 	Users   UsersCmd   `cmd:"" help:"Create users who sign in to the API."`
+	Tokens  TokensCmd  `cmd:"" help:"Create, list and revoke API tokens for integrators."`
 
 	Tariffs  TariffsCmd  `cmd:"" help:"Load tariffs."`
 	BillRun  BillRunCmd  `cmd:"" name:"bill-run" help:"Bill every account whose cycle has ended."`
@@ -68,6 +72,7 @@ func main() {
 		kong.Description("Meterflow takes smart meters from telemetry to paid bills."),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Vars{"scopes": strings.Join(httpapi.Scopes, ", ")},
 	)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -38,6 +38,7 @@ type ProvisionCmd struct {
 	ID           string        `arg:"" help:"Meter id (1 to 64 of A-Z a-z 0-9 . _ -)."`
 	Utility      string        `required:"" enum:"electricity,water,gas" help:"What the meter measures."`
 	ServicePoint int64         `name:"service-point" help:"Service point the meter belongs to (0: none yet)."`
+	Model        string        `help:"Meter model, which selects its VEE rules (see --vee-rules of serve); empty for its utility's."`
 }
 
 // Run provisions the meter.
@@ -47,7 +48,7 @@ func (c *ProvisionCmd) Run(ctx context.Context) error {
 		return err
 	}
 	defer done()
-	req := device.Request{ID: c.ID, Utility: meter.Utility(c.Utility)}
+	req := device.Request{ID: c.ID, Utility: meter.Utility(c.Utility), Model: c.Model}
 	if c.ServicePoint > 0 {
 		req.ServicePointID = &c.ServicePoint
 	}
@@ -61,11 +62,12 @@ func (c *ProvisionCmd) Run(ctx context.Context) error {
 // ProvisionBulkCmd provisions many meters.
 type ProvisionBulkCmd struct {
 	Postgres PostgresFlags `embed:""`
-	From     string        `help:"CSV of meters to provision (header id,utility[,service_point_id]); '-' for standard input." type:"existingfile"`
+	From     string        `help:"CSV of meters to provision (header id,utility[,service_point_id[,model]]); '-' for standard input." type:"existingfile"`
 	Count    int           `help:"Generate this many meter ids instead of reading --from."`
 	Prefix   string        `default:"MTR-" help:"Prefix of generated ids."`
 	Start    int           `default:"1" help:"Number of the first generated id."`
 	Utility  string        `default:"mixed" enum:"electricity,water,gas,mixed" help:"Utility of generated meters; mixed cycles electricity, water, gas."`
+	Model    string        `help:"Model of generated meters."`
 	Out      string        `short:"o" default:"-" help:"Where to write meter_id,utility,token CSV ('-': standard output). Keep it secret."`
 }
 
@@ -88,7 +90,7 @@ func (c *ProvisionBulkCmd) Run(ctx context.Context, log *slog.Logger) error {
 			if c.Utility == "mixed" {
 				u = utilities[i%3]
 			}
-			reqs = append(reqs, device.Request{ID: fmt.Sprintf("%s%07d", c.Prefix, c.Start+i), Utility: u})
+			reqs = append(reqs, device.Request{ID: fmt.Sprintf("%s%07d", c.Prefix, c.Start+i), Utility: u, Model: c.Model})
 		}
 	default:
 		return fmt.Errorf("give --from FILE or --count N")
@@ -142,7 +144,7 @@ func readProvisionCSV(path string) ([]device.Request, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	if len(rows) == 0 || strings.TrimSpace(rows[0][0]) != "id" {
-		return nil, fmt.Errorf("%s: the first line must be the header id,utility[,service_point_id]", path)
+		return nil, fmt.Errorf("%s: the first line must be the header id,utility[,service_point_id[,model]]", path)
 	}
 	var reqs []device.Request
 	for i, row := range rows[1:] {
@@ -160,6 +162,9 @@ func readProvisionCSV(path string) ([]device.Request, error) {
 				return nil, fmt.Errorf("%s line %d: service_point_id: %w", path, i+2, err)
 			}
 			q.ServicePointID = &sp
+		}
+		if len(row) > 3 {
+			q.Model = strings.TrimSpace(row[3])
 		}
 		reqs = append(reqs, q)
 	}

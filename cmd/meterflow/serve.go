@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +30,16 @@ import (
 	"github.com/meterflow/meterflow/internal/influx"
 	"github.com/meterflow/meterflow/internal/ingest"
 	"github.com/meterflow/meterflow/internal/journal"
+	"github.com/meterflow/meterflow/internal/otp"
+	"github.com/meterflow/meterflow/internal/outbox"
+	"github.com/meterflow/meterflow/internal/payment"
+	"github.com/meterflow/meterflow/internal/payment/sandbox"
+	"github.com/meterflow/meterflow/internal/payment/stripegw"
+	"github.com/meterflow/meterflow/internal/phone"
 	"github.com/meterflow/meterflow/internal/postgres"
+	"github.com/meterflow/meterflow/internal/sms"
+	"github.com/meterflow/meterflow/internal/vee"
+	"github.com/meterflow/meterflow/internal/web"
 )
 
 // InfluxFlags address the InfluxDB bucket.
@@ -56,21 +69,25 @@ type ServeCmd struct {
 	MQTTTLSAddr  string        `name:"mqtt-tls-addr" env:"MF_MQTT_TLS_ADDR" default:"" help:"MQTT over TLS listen address (${env})."`
 	MQTTTLSCert  string        `name:"mqtt-tls-cert" env:"MF_MQTT_TLS_CERT" default:"" help:"TLS certificate file (PEM) (${env})."`
 	MQTTTLSKey   string        `name:"mqtt-tls-key" env:"MF_MQTT_TLS_KEY" default:"" help:"TLS private key file (PEM) (${env})."`
+	MQTTWSAddr   string        `name:"mqtt-ws-addr" env:"MF_MQTT_WS_ADDR" default:"" help:"MQTT over WebSocket listen address (plain ws; put TLS in front) (${env})."`
 	MQTTClientCA string        `name:"mqtt-tls-client-ca" env:"MF_MQTT_TLS_CLIENT_CA" default:"" help:"CA whose certificates authenticate meters by Common Name (${env})."`
 	MaxPayload   int           `name:"max-payload-bytes" env:"MF_MAX_PAYLOAD_BYTES" default:"65536" help:"Largest reading payload accepted (${env})."`
 	AuthCacheTTL time.Duration `name:"auth-cache-ttl" env:"MF_AUTH_CACHE_TTL" default:"5m" help:"How long a meter credential is cached (${env})."`
 
 	JournalDir      string        `name:"journal-dir" env:"MF_JOURNAL_DIR" default:"./data/journal" help:"Directory of the durable ingest journal (${env})."`
 	JournalMaxBytes int64         `name:"journal-max-bytes" env:"MF_JOURNAL_MAX_BYTES" default:"4294967296" help:"Disk budget for readings not yet in the stores; past it meters are not acknowledged (${env})."`
+	SlowFrom        float64       `name:"ingest-slow-from" env:"MF_INGEST_SLOW_FROM" default:"0.25" help:"Fraction of the journal budget from which meters are slowed down (backpressure) (${env})."`
+	MaxHold         time.Duration `name:"ingest-max-hold" env:"MF_INGEST_MAX_HOLD" default:"200ms" help:"Hold per payload when the journal reaches its budget (${env})."`
 	Workers         int           `name:"ingest-workers" env:"MF_INGEST_WORKERS" default:"8" help:"Ingest worker partitions (${env})."`
 	BatchSize       int           `name:"ingest-batch-size" env:"MF_INGEST_BATCH_SIZE" default:"5000" help:"Rows per store write (${env})."`
 	FlushInterval   time.Duration `name:"ingest-flush-interval" env:"MF_INGEST_FLUSH_INTERVAL" default:"250ms" help:"Longest wait before a partial batch is written (${env})."`
 	SnapshotEvery   time.Duration `name:"ingest-snapshot-interval" env:"MF_INGEST_SNAPSHOT_INTERVAL" default:"5s" help:"How often meter states are saved and the journal trimmed (${env})."`
+	VEERules        string        `name:"vee-rules" env:"MF_VEE_RULES" default:"" help:"YAML file of VEE rule overrides per utility and meter model (docs/vee.md); empty: the defaults (${env})."`
 	RollupEvery     time.Duration `name:"rollup-interval" env:"MF_ROLLUP_INTERVAL" default:"30s" help:"How often hourly and daily rollups are recomputed for changed windows (${env})."`
 
-	Auth AuthFlags `embed:"" group:"Sign-in"`
-
-	Alerts AlertFlags `embed:"" group:"Alerts and alarms"`
+	Auth     AuthFlags     `embed:"" group:"Sign-in"`
+	Payments PaymentsFlags `embed:"" group:"Payments"`
+	Alerts   AlertFlags    `embed:"" group:"Alerts and alarms"`
 }
 
 // AlertFlags configure household alerts and operator alarms
@@ -125,6 +142,45 @@ func (f AlertFlags) Config() (alert.Config, error) {
 	return c, c.Validate()
 }
 
+// PaymentsFlags configure payments, auto-pay and the billing loops that
+// raise their events.
+type PaymentsFlags struct {
+	Gateway         string        `name:"payment-gateway" env:"MF_PAYMENT_GATEWAY" default:"sandbox" enum:"sandbox,stripe" help:"Payment gateway: sandbox (test cards, no real money) or stripe (${env})."`
+	Payee           string        `name:"payee" env:"MF_PAYEE" default:"Meterflow Energy" help:"Who households pay, as codes and receipts name it (${env})."`
+	PhoneRegion     string        `name:"phone-region" env:"MF_PHONE_REGION" default:"GB" help:"Country assumed for phone numbers written without a country code (${env})."`
+	SMS             string        `name:"sms-provider" env:"MF_SMS_PROVIDER" default:"dev" enum:"dev,twilio" help:"SMS provider: dev stores messages in the development inbox, readable in the portal; twilio sends them (${env})."`
+	RecoverEvery    time.Duration `name:"payment-recover-interval" env:"MF_PAYMENT_RECOVER_INTERVAL" default:"30s" help:"How often unsettled charges are re-issued and unconfirmed payments expired (${env})."`
+	AccrualEvery    time.Duration `name:"accrual-interval" env:"MF_ACCRUAL_INTERVAL" default:"15m" help:"How often the cost so far of running cycles is recomputed, thresholds checked and unpaid bills past due marked overdue; 0 turns it off (${env})."`
+	OutboxPoll      time.Duration `name:"outbox-poll" env:"MF_OUTBOX_POLL" default:"1s" help:"How often auto-pay and the ledger look for new billing events (${env})."`
+	ConfirmDeadline time.Duration `name:"payment-confirm-within" env:"MF_PAYMENT_CONFIRM_WITHIN" default:"48h" help:"How long a payment waits for its code before it expires (${env})."`
+
+	StripeKey     string `name:"stripe-secret-key" env:"MF_STRIPE_SECRET_KEY" default:"" help:"Stripe secret or restricted key, for --payment-gateway stripe (${env})."`
+	StripeBackend string `name:"stripe-backend-url" env:"MF_STRIPE_BACKEND_URL" default:"https://api.stripe.com" help:"Stripe API address (a proxy, or stripe-mock on loopback for tests) (${env})."`
+
+	TwilioAccountSID string `name:"twilio-account-sid" env:"MF_TWILIO_ACCOUNT_SID" default:"" help:"Twilio account SID, for --sms-provider twilio (${env})."`
+	TwilioAuthToken  string `name:"twilio-auth-token" env:"MF_TWILIO_AUTH_TOKEN" default:"" help:"Twilio auth token: API password and the key of delivery-report signatures (${env})."`
+	TwilioFrom       string `name:"twilio-from" env:"MF_TWILIO_FROM" default:"" help:"Sender: an E.164 number or an alphanumeric sender id (${env})."`
+	TwilioService    string `name:"twilio-messaging-service-sid" env:"MF_TWILIO_MESSAGING_SERVICE_SID" default:"" help:"Messaging service SID, instead of --twilio-from (${env})."`
+	TwilioBaseURL    string `name:"twilio-base-url" env:"MF_TWILIO_BASE_URL" default:"https://api.twilio.com" help:"Twilio API address (${env})."`
+	TwilioCallback   string `name:"twilio-status-callback-url" env:"MF_TWILIO_STATUS_CALLBACK_URL" default:"" help:"Public URL of this server's delivery-report endpoint, /hooks/sms/status; empty: no delivery reports (${env})."`
+}
+
+// smsCallbackPath is where the SMS provider reports delivery.
+const smsCallbackPath = "/hooks/sms/status"
+
+func (f PaymentsFlags) smsConfig() sms.Config {
+	c := sms.DefaultConfig()
+	c.AccountSID, c.AuthToken, c.From, c.MessagingServiceSID = f.TwilioAccountSID, f.TwilioAuthToken, f.TwilioFrom, f.TwilioService
+	c.BaseURL, c.StatusCallbackURL, c.Provider = f.TwilioBaseURL, f.TwilioCallback, "twilio"
+	return c
+}
+
+func (f PaymentsFlags) stripeConfig() stripegw.Config {
+	c := stripegw.DefaultConfig()
+	c.SecretKey, c.BackendURL = f.StripeKey, f.StripeBackend
+	return c
+}
+
 // AuthFlags configure sign-in and the API's cookies.
 type AuthFlags struct {
 	Key          string        `name:"auth-key" env:"MF_AUTH_KEY" default:"" help:"Hex server key (at least 32 bytes) for sign-in codes and CSRF tokens; empty: a random key per start, for development only (${env})."`
@@ -167,6 +223,12 @@ func (c *ServeCmd) Validate() error {
 	if c.JournalMaxBytes < 64<<20 {
 		errs = append(errs, fmt.Errorf("journal-max-bytes: %d is below the 64 MiB minimum", c.JournalMaxBytes))
 	}
+	if c.SlowFrom <= 0 || c.SlowFrom >= 1 {
+		errs = append(errs, fmt.Errorf("ingest-slow-from: %g is outside (0, 1)", c.SlowFrom))
+	}
+	if c.MaxHold <= 0 || c.MaxHold > 10*time.Second {
+		errs = append(errs, fmt.Errorf("ingest-max-hold: %s is outside (0, 10s]", c.MaxHold))
+	}
 	if c.Workers < 1 || c.Workers > 256 {
 		errs = append(errs, fmt.Errorf("ingest-workers: %d is outside 1..256", c.Workers))
 	}
@@ -184,15 +246,49 @@ func (c *ServeCmd) Validate() error {
 	if _, err := c.Alerts.Config(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.Payments.RecoverEvery <= 0 || c.Payments.OutboxPoll <= 0 || c.Payments.AccrualEvery < 0 {
+		errs = append(errs, errors.New("payment-recover-interval and outbox-poll: must be positive; accrual-interval: not negative"))
+	}
+	if c.Payments.SMS == "twilio" {
+		if err := c.Payments.smsConfig().Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("twilio: %w", err))
+		}
+	}
+	if c.Payments.Gateway == "stripe" {
+		if err := c.Payments.stripeConfig().Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("stripe: %w", err))
+		}
+	}
+	if c.Payments.ConfirmDeadline < time.Minute {
+		errs = append(errs, fmt.Errorf("payment-confirm-within: %s is below a minute", c.Payments.ConfirmDeadline))
+	}
+	if _, err := phone.Normalize("+447400123456", c.Payments.PhoneRegion); err != nil || len(c.Payments.PhoneRegion) != 2 {
+		errs = append(errs, fmt.Errorf("phone-region: %q is not a two-letter region", c.Payments.PhoneRegion))
+	}
+	if _, err := c.veeRules(); err != nil {
+		errs = append(errs, fmt.Errorf("vee-rules: %w", err))
+	}
 	if c.FlushInterval <= 0 || c.SnapshotEvery <= 0 || c.RollupEvery <= 0 {
 		errs = append(errs, errors.New("ingest-flush-interval, ingest-snapshot-interval and rollup-interval: must be positive"))
 	}
 	return errors.Join(errs...)
 }
 
+// veeRules reads the VEE rule set, or returns the defaults.
+func (c *ServeCmd) veeRules() (*vee.RuleSet, error) {
+	if c.VEERules == "" {
+		return vee.DefaultRuleSet(), nil
+	}
+	data, err := os.ReadFile(c.VEERules)
+	if err != nil {
+		return nil, err
+	}
+	return vee.ParseRuleSet(data)
+}
+
 func (c *ServeCmd) brokerConfig() broker.Config {
 	return broker.Config{
-		TCPAddr: c.MQTTAddr, TLSAddr: c.MQTTTLSAddr,
+		TCPAddr: c.MQTTAddr, TLSAddr: c.MQTTTLSAddr, WSAddr: c.MQTTWSAddr,
 		CertFile: c.MQTTTLSCert, KeyFile: c.MQTTTLSKey, ClientCAFile: c.MQTTClientCA,
 		// Payloads up to twice the limit reach the decoder, which refuses
 		// and counts them as too_large; only larger packets make the broker
@@ -235,18 +331,20 @@ type Main struct {
 	Pipeline *ingest.Pipeline
 	Rollups  *influx.Rollups
 	Broker   *broker.Broker
+	Front    *ingest.Front
 	Auth     *auth.Service
 	Billing  *billing.Service
+	Payments *payment.Service
+	Setup    *payment.Setup
 	Alerts   *alert.Service
 
 	httpLn  net.Listener
 	httpSrv *http.Server
-	// stopBG ends the background loops started by Run.
+	// stopBG ends the background loops started by Run; bgWG waits for
+	// them.
 	stopBG context.CancelFunc
-	bgDone chan struct{}
-	// alertsDone is closed when the alert service has stopped (nil when it
-	// never started).
-	alertsDone chan struct{}
+	bgCtx  context.Context
+	bgWG   sync.WaitGroup
 }
 
 // Run opens the stores, replays the journal and starts the listeners. It
@@ -291,43 +389,29 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Devices = device.NewRegistry(&postgres.Meters{DB: m.DB}, device.Config{CacheTTL: cfg.AuthCacheTTL, Logger: log})
 
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	m.stopBG, m.bgDone = stop, make(chan struct{})
+	m.stopBG, m.bgCtx = stop, bg
 	m.Rollups = influx.NewRollups(m.Influx, log.With("component", "rollups"), time.Now())
 	sink := influx.NewSink(m.Influx)
 	sink.Rollups = m.Rollups
+	rules, err := cfg.veeRules()
+	if err != nil {
+		return fmt.Errorf("vee-rules: %w", err)
+	}
 	m.Pipeline = ingest.NewPipeline(ingest.PipelineConfig{
+		Rules:   rules,
 		Workers: cfg.Workers, BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval,
 		SnapshotInterval: cfg.SnapshotEvery, Logger: log.With("component", "ingest"),
 	}, m.Journal, sink, &postgres.IngestSink{DB: m.DB}, m.Registry)
 	if err := m.Pipeline.Start(bg); err != nil {
 		return err
 	}
-	go func() {
-		defer close(m.bgDone)
-		m.Rollups.Run(bg, cfg.RollupEvery)
-	}()
-	alertCfg, err := cfg.Alerts.Config()
-	if err != nil {
-		return err
-	}
-	alertCfg.Logger = log.With("component", "alerts")
-	// The development SMS sender is the only one wired so far, as for
-	// sign-in and payments.
-	if m.Alerts, err = alert.New(alert.Deps{
-		Store: &postgres.Alerts{DB: m.DB}, Outbox: &postgres.Outbox{DB: m.DB}, Sender: &postgres.DevSMS{DB: m.DB},
-		Lag: m.Pipeline, Probes: []alert.Probe{{Name: "postgres", Check: m.DB.Ping}, {Name: "influxdb", Check: m.Influx.Ping}},
-	}, alertCfg); err != nil {
-		return err
-	}
-	if !cfg.Alerts.Off {
-		m.alertsDone = make(chan struct{})
-		go func() {
-			defer close(m.alertsDone)
-			m.Alerts.Run(bg)
-		}()
-	}
-	front := ingest.NewFront(ingest.FrontConfig{MaxPayloadBytes: cfg.MaxPayload}, m.Journal, m.Registry)
-	if m.Broker, err = broker.New(cfg.brokerConfig(), m.Devices, front, log, m.Registry); err != nil {
+	m.background(func(ctx context.Context) { m.Rollups.Run(ctx, cfg.RollupEvery) })
+	m.Front = ingest.NewFront(ingest.FrontConfig{
+		MaxPayloadBytes: cfg.MaxPayload,
+		Backlog:         func() (int64, int64) { return j.Stats().PendingBytes, cfg.JournalMaxBytes },
+		SlowFrom:        cfg.SlowFrom, MaxDelay: cfg.MaxHold,
+	}, m.Journal, m.Registry)
+	if m.Broker, err = broker.New(cfg.brokerConfig(), m.Devices, m.Front, log, m.Registry); err != nil {
 		return err
 	}
 	if err := m.Broker.Start(); err != nil {
@@ -347,6 +431,17 @@ func (m *Main) Run(ctx context.Context) error {
 			{Name: "influxdb", Probe: m.Influx.Ping},
 		},
 	})
+	site := web.New()
+	for _, p := range web.Routes {
+		api.Handle(p, site)
+	}
+	if cfg.Payments.SMS == "twilio" && cfg.Payments.TwilioCallback != "" {
+		cb, err := sms.NewCallback(cfg.Payments.smsConfig(), &postgres.Payments{DB: m.DB}, log.With("component", "sms"))
+		if err != nil {
+			return err
+		}
+		api.Handle("POST "+smsCallbackPath, cb)
+	}
 	if cfg.Pprof {
 		api.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
 		api.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
@@ -386,9 +481,16 @@ func (m *Main) apiConfig(context.Context) (*httpapi.APIConfig, error) {
 	if cfg.Auth.Argon2MemoryKiB != 0 {
 		argon.Memory = cfg.Auth.Argon2MemoryKiB
 	}
-	// The development SMS sender is the only one wired so far: codes land
-	// in the sms_dev_inbox table.
-	if m.Auth, err = auth.New(&postgres.Auth{DB: m.DB}, &postgres.DevSMS{DB: m.DB}, auth.Config{
+	devSMS := &postgres.DevSMS{DB: m.DB}
+	var sender payment.Sender = devSMS
+	if cfg.Payments.SMS == "twilio" {
+		tw, err := sms.New(cfg.Payments.smsConfig(), log.With("component", "sms"))
+		if err != nil {
+			return nil, err
+		}
+		sender = tw
+	}
+	if m.Auth, err = auth.New(&postgres.Auth{DB: m.DB}, sender, auth.Config{
 		Key: key, KeyID: "k1", SessionTTL: cfg.Auth.SessionTTL, Argon2: argon, Logger: log.With("component", "auth"),
 	}); err != nil {
 		return nil, err
@@ -396,10 +498,182 @@ func (m *Main) apiConfig(context.Context) (*httpapi.APIConfig, error) {
 	if m.Billing, err = billing.New(&postgres.Billing{DB: m.DB}, billing.Config{}, log.With("component", "billing")); err != nil {
 		return nil, err
 	}
-	return &httpapi.APIConfig{
+	pays := &postgres.Payments{DB: m.DB}
+	if err := m.startPayments(pays, sender, key); err != nil {
+		return nil, err
+	}
+	if err := m.startAlerts(sender); err != nil {
+		return nil, err
+	}
+	api := &httpapi.APIConfig{
 		Auth: m.Auth, Portal: &postgres.Portal{DB: m.DB}, Usage: m.Influx, Bills: m.Billing, Devices: m.Devices,
-		Alerts: m.Alerts, OpenAPI: docs.OpenAPI, CookieSecure: cfg.Auth.CookieSecure,
-	}, nil
+		Payments: m.Payments, PaymentSetup: m.Setup, PaymentLog: pays,
+		Fleet: fleet{m}, Alerts: m.Alerts,
+		OpenAPI: docs.OpenAPI, CookieSecure: cfg.Auth.CookieSecure,
+	}
+	if cfg.Payments.SMS == "dev" {
+		api.DevInbox = devSMS
+	}
+	return api, nil
+}
+
+// startAlerts builds the alert service and, unless alerts are off on this
+// node, runs it: outbox events to alerts, the periodic rules and alarms,
+// and the notification sender (SMS through the same sender as payments).
+func (m *Main) startAlerts(sender payment.Sender) error {
+	cfg, err := m.Config.Alerts.Config()
+	if err != nil {
+		return err
+	}
+	cfg.Logger, cfg.SMSProvider = m.Logger.With("component", "alerts"), m.Config.Payments.SMS
+	if m.Alerts, err = alert.New(alert.Deps{
+		Store: &postgres.Alerts{DB: m.DB}, Outbox: &postgres.Outbox{DB: m.DB}, Sender: sender, Lag: m.Pipeline,
+		Probes: []alert.Probe{{Name: "postgres", Check: m.DB.Ping}, {Name: "influxdb", Check: m.Influx.Ping}},
+	}, cfg); err != nil {
+		return err
+	}
+	if !m.Config.Alerts.Off {
+		m.background(m.Alerts.Run)
+	}
+	return nil
+}
+
+// startPayments builds the payment service and starts its loops: auto-pay
+// and ledger postings from the outbox, re-issue of unsettled charges and
+// expiry of unconfirmed payments, and the accrual of running cycles that
+// raises threshold events.
+func (m *Main) startPayments(store *postgres.Payments, sender payment.Sender, key []byte) error {
+	cfg, log := m.Config.Payments, m.Logger.With("component", "payments")
+	// The OTP key is derived from the server key, so payment codes and
+	// sign-in codes never share a MAC key.
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("meterflow payment codes"))
+	issuer, err := otp.NewIssuer(otp.DefaultPolicy(), mac.Sum(nil), "k1", time.Now)
+	if err != nil {
+		return err
+	}
+	pc := payment.DefaultConfig()
+	pc.Payee, pc.ConfirmWithin, pc.SMSProvider, pc.Gateway = cfg.Payee, cfg.ConfirmDeadline, cfg.SMS, cfg.Gateway
+	var gw payment.Gateway
+	switch cfg.Gateway {
+	case "sandbox":
+		log.Warn("payments go through the sandbox gateway: no real money moves")
+		gw = &sandbox.Gateway{}
+	case "stripe":
+		if gw, err = stripegw.New(cfg.stripeConfig(), log.With("gateway", "stripe")); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("payment-gateway: %q is not known", cfg.Gateway)
+	}
+	if m.Payments, err = payment.New(store, gw, sender, issuer, pc, log, nil); err != nil {
+		return err
+	}
+	m.Setup = m.Payments.NewSetup(store, cfg.PhoneRegion)
+	if in, ok := gw.(payment.MethodInspector); ok {
+		m.Setup.Inspector = in
+	}
+	ob := &postgres.Outbox{DB: m.DB}
+	autopay, err := outbox.New(ob, outbox.Config{Name: "autopay", Poll: cfg.OutboxPoll, Logger: log}, m.Setup.HandleAutopayEvent)
+	if err != nil {
+		return err
+	}
+	ledgerPoster, err := outbox.New(ob, outbox.Config{Name: "ledger", Poll: cfg.OutboxPoll, Logger: log}, payment.PostBillHandler(store))
+	if err != nil {
+		return err
+	}
+	m.background(func(ctx context.Context) {
+		every(ctx, time.Hour, func() {
+			if n, err := m.Auth.Cleanup(ctx); err != nil {
+				log.Warn("sign-in cleanup", "err", err)
+			} else {
+				log.Debug("sign-in cleanup", "removed", n)
+			}
+		})
+	})
+	m.background(autopay.Run)
+	m.background(ledgerPoster.Run)
+	m.background(func(ctx context.Context) {
+		every(ctx, cfg.RecoverEvery, func() {
+			if n, err := m.Payments.Recover(ctx); err != nil {
+				log.Warn("payment recovery", "err", err)
+			} else if n > 0 {
+				log.Info("charges re-issued", "payments", n)
+			}
+			if n, err := m.Payments.ExpireDue(ctx); err != nil {
+				log.Warn("payment expiry", "err", err)
+			} else if n > 0 {
+				log.Info("payments expired", "payments", n)
+			}
+		})
+	})
+	if cfg.AccrualEvery > 0 {
+		m.background(func(ctx context.Context) {
+			every(ctx, cfg.AccrualEvery, func() {
+				if sum, err := m.Billing.UpdateAccruals(ctx); err != nil {
+					log.Warn("accrual update", "err", err)
+				} else {
+					log.Debug("accruals updated", "summary", sum)
+				}
+				if n, err := m.Billing.MarkOverdue(ctx); err != nil {
+					log.Warn("overdue bills", "err", err)
+				} else if n > 0 {
+					log.Info("bills overdue", "bills", n)
+				}
+			})
+		})
+	}
+	return nil
+}
+
+// background runs fn until the server closes; Close waits for it.
+func (m *Main) background(fn func(context.Context)) {
+	m.bgWG.Add(1)
+	go func() {
+		defer m.bgWG.Done()
+		fn(m.bgCtx)
+	}()
+}
+
+// every runs fn now and then every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		fn()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// fleet reads the live figures of the running server for the operators'
+// stream (/api/v1/fleet/live): every value is an atomic read of a counter
+// the broker, the front, the pipeline or the journal keeps anyway.
+type fleet struct{ m *Main }
+
+var _ httpapi.Fleet = fleet{}
+
+func (f fleet) FleetCounters() httpapi.FleetCounters {
+	c := httpapi.FleetCounters{Readings: map[string]uint64{}}
+	if f.m.Broker != nil {
+		c.ConnectedMeters = f.m.Broker.Connected()
+	}
+	if f.m.Front != nil {
+		for u, n := range f.m.Front.Readings() {
+			c.Readings[string(u)] = n
+		}
+	}
+	if f.m.Pipeline != nil {
+		c.LagRecords = f.m.Pipeline.Lag()
+		c.StoreDelay = f.m.Pipeline.StoreDelay()
+	}
+	if f.m.Journal != nil {
+		c.JournalPendingBytes = f.m.Journal.Stats().PendingBytes
+	}
+	return c
 }
 
 // HTTPAddr is the bound HTTP address.
@@ -427,10 +701,7 @@ func (m *Main) Close() error {
 	}
 	if m.stopBG != nil {
 		m.stopBG()
-		<-m.bgDone
-		if m.alertsDone != nil {
-			<-m.alertsDone
-		}
+		m.bgWG.Wait()
 	}
 	if m.Journal != nil {
 		errs = append(errs, m.Journal.Close())

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,6 +18,7 @@ func validServe() ServeCmd {
 		Influx:   InfluxFlags{URL: "http://127.0.0.1:8086", Bucket: "meterflow/autogen"},
 		MQTTAddr: "127.0.0.1:0", MaxPayload: 65536, JournalDir: "/tmp/j", JournalMaxBytes: 1 << 30,
 		Workers: 2, BatchSize: 100, FlushInterval: 1, SnapshotEvery: 1, RollupEvery: 1,
+		Payments: testPaymentFlags(), SlowFrom: 0.25, MaxHold: 200 * time.Millisecond,
 	}
 }
 
@@ -40,6 +42,10 @@ func TestServeConfigNamesEveryBadSetting(t *testing.T) {
 		{"bad alert factor", func(c *ServeCmd) { c.Alerts.AbnormalFactor = "twice" }, []string{"alert-abnormal-factor"}},
 		{"bad alarm thresholds", func(c *ServeCmd) { c.Alerts.PaymentFailRatio = 2; c.Alerts.UpcomingBillDays = 90 },
 			[]string{"alert payment failure", "alert upcoming bill days"}},
+		{"twilio without credentials", func(c *ServeCmd) { c.Payments.SMS = "twilio" }, []string{"twilio"}},
+		{"stripe without a key", func(c *ServeCmd) { c.Payments.Gateway = "stripe" }, []string{"stripe"}},
+		{"bad vee rules", func(c *ServeCmd) { c.VEERules = "/nonexistent/rules.yaml" }, []string{"vee-rules"}},
+		{"bad phone region", func(c *ServeCmd) { c.Payments.PhoneRegion = "Atlantis" }, []string{"phone-region"}},
 		{"several at once", func(c *ServeCmd) { c.Workers = 0; c.MaxPayload = 1; c.JournalMaxBytes = 1 },
 			[]string{"ingest-workers", "max-payload-bytes", "journal-max-bytes"}},
 	}

@@ -76,6 +76,8 @@ fi
 cat <<INFO
 
 Meterflow is running.
+  Portal      http://$MF_HTTP_ADDR/            (households)
+  Dashboard   http://$MF_HTTP_ADDR/operator/   (operators)
   HTTP        http://$MF_HTTP_ADDR   (/healthz, /readyz, /metrics)
   MQTT        tcp://$MF_MQTT_ADDR    (meter credentials: $fleet)
   PostgreSQL  $MF_POSTGRES_URL

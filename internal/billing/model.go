@@ -177,6 +177,7 @@ func (r Register) Missing() int { return max(0, r.Expected-r.Intervals) }
 // Event kinds written to the outbox.
 const (
 	EventBillIssued    = "bill.issued"
+	EventBillOverdue   = "bill.overdue"
 	EventBudgetCrossed = "budget.crossed"
 	EventAccruedAbove  = "accrued.above"
 	EventBalanceBelow  = "balance.below"

@@ -207,3 +207,11 @@ func (s *Service) loadTariffs(ctx context.Context) (tariffSet, error) {
 	}
 	return newTariffSet(ts), nil
 }
+
+// MarkOverdue marks unpaid bills past their due date (the due date is a day
+// in the account's time zone: a bill due on the 15th is overdue from the
+// 16th there) and records a bill.overdue event for each, once. Paying an
+// overdue bill marks it paid. It returns how many bills it marked.
+func (s *Service) MarkOverdue(ctx context.Context) (int, error) {
+	return s.store.MarkOverdue(ctx, s.Now())
+}

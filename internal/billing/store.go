@@ -61,6 +61,10 @@ type BillStore interface {
 	// event with BillID set goes with its bill). Bills whose lines adjust an
 	// earlier bill mark it adjusted. It returns the ids of the bills issued.
 	IssueBills(ctx context.Context, bills []*Bill, events []Event) (issued []int64, err error)
+	// MarkOverdue marks issued bills whose due date has passed in their
+	// account's time zone at now as overdue, with a bill.overdue event each
+	// in the same transaction, and returns how many it marked.
+	MarkOverdue(ctx context.Context, now time.Time) (int, error)
 	// FinishBillRun records how a run ended.
 	FinishBillRun(ctx context.Context, s RunSummary) error
 	// Bill returns an issued bill with its lines, registers and service
@@ -80,6 +84,9 @@ type AccrualStore interface {
 	AccrualAccounts(ctx context.Context, changedSince, now time.Time, after int64, limit int) ([]Account, error)
 	// Thresholds returns the budgets and thresholds of the accounts.
 	Thresholds(ctx context.Context, accountIDs []int64) ([]Budget, []Thresholds, error)
+	// ReplaceBudgets replaces every budget of an account with bs, in one
+	// transaction.
+	ReplaceBudgets(ctx context.Context, accountID int64, bs []Budget) error
 	// SaveAccruals upserts the accruals and records the events whose keys
 	// are new, in one transaction; it returns how many events were new.
 	SaveAccruals(ctx context.Context, accruals []Accrual, events []Event) (int, error)

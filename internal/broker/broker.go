@@ -50,6 +50,11 @@ type Config struct {
 	TLSAddr  string
 	CertFile string
 	KeyFile  string
+	// WSAddr is the MQTT over WebSocket listener ("" disables it), for
+	// gateways and browsers that reach us only over HTTP. It is mochi's
+	// listener: plain ws (terminate TLS in front of it), any path, binary
+	// frames. Meters authenticate with id and token as on TCP.
+	WSAddr string
 	// ClientCAFile, when set, lets meters authenticate on the TLS listener
 	// with a certificate signed by this CA whose Common Name is the meter id.
 	ClientCAFile string
@@ -64,8 +69,13 @@ type Config struct {
 // Validate reports every problem with c.
 func (c Config) Validate() error {
 	var errs []error
-	if c.TCPAddr == "" && c.TLSAddr == "" {
-		errs = append(errs, errors.New("mqtt: at least one of mqtt-addr and mqtt-tls-addr must be set"))
+	if c.TCPAddr == "" && c.TLSAddr == "" && c.WSAddr == "" {
+		errs = append(errs, errors.New("mqtt: at least one of mqtt-addr, mqtt-tls-addr and mqtt-ws-addr must be set"))
+	}
+	if c.WSAddr != "" {
+		if _, _, err := net.SplitHostPort(c.WSAddr); err != nil {
+			errs = append(errs, fmt.Errorf("mqtt-ws-addr: %w", err))
+		}
 	}
 	if c.TLSAddr != "" && (c.CertFile == "" || c.KeyFile == "") {
 		errs = append(errs, errors.New("mqtt-tls-addr: needs mqtt-tls-cert and mqtt-tls-key"))
@@ -155,6 +165,18 @@ func (b *Broker) Start() error {
 		}
 		b.tlsAddr = l.Addr()
 		if err := b.srv.AddListener(listeners.NewNet("tls", l)); err != nil {
+			return err
+		}
+	}
+	if b.cfg.WSAddr != "" {
+		// mochi's WebSocket listener binds when served; check the address
+		// now, so a taken port is an error at start, not a log line.
+		probe, err := net.Listen("tcp", b.cfg.WSAddr)
+		if err != nil {
+			return fmt.Errorf("mqtt websocket listen %s: %w", b.cfg.WSAddr, err)
+		}
+		_ = probe.Close()
+		if err := b.srv.AddListener(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: b.cfg.WSAddr})); err != nil {
 			return err
 		}
 	}
@@ -248,7 +270,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		}
 		var cred device.Credential
 		cred, err = h.auth.Lookup(ctx, id)
-		ident = device.Identity{ID: cred.ID, Utility: cred.Utility}
+		ident = device.Identity{ID: cred.ID, Utility: cred.Utility, Model: cred.Model}
 	case user != id:
 		err = fmt.Errorf("client id %q differs from username %q: %w", id, user, device.ErrAuth)
 	default:

@@ -293,3 +293,48 @@ func mustCounter(t *testing.T, reg *prometheus.Registry, name, label string) pro
 	t.Fatalf("no %s{%s}", name, label)
 	return nil
 }
+
+// A meter can speak MQTT over WebSocket with the same credentials and ACL.
+func TestWebSocketListener(t *testing.T) {
+	ctx := context.Background()
+	rec := &recorder{got: map[string][]string{}}
+	reg := device.NewRegistry(&postgres.Meters{DB: testenv.PostgresDB(t)}, device.Config{})
+	prov, err := reg.Provision(ctx, []device.Request{{ID: "E-9", Utility: meter.Electricity}})
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	b, err := broker.New(broker.Config{WSAddr: addr}, reg, rec, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(t, err)
+	require.NoError(t, b.Start())
+	t.Cleanup(func() { _ = b.Close() })
+
+	connect := func(token string) (paho.Client, error) {
+		o := paho.NewClientOptions().AddBroker("ws://" + addr + "/mqtt").SetClientID("E-9").SetUsername("E-9").SetPassword(token).
+			SetAutoReconnect(false).SetConnectRetry(false)
+		c := paho.NewClient(o)
+		tok := c.Connect()
+		if !tok.WaitTimeout(5 * time.Second) {
+			return nil, errors.New("connect timed out")
+		}
+		return c, tok.Error()
+	}
+	var c paho.Client
+	require.Eventually(t, func() bool {
+		c, err = connect(prov[0].Token)
+		return err == nil
+	}, 5*time.Second, 50*time.Millisecond, "the listener comes up: %v", err)
+	defer c.Disconnect(100)
+	tok := c.Publish("meters/E-9/readings", 1, false, `{"v":1}`)
+	require.True(t, tok.WaitTimeout(5*time.Second))
+	require.NoError(t, tok.Error())
+	assert.Equal(t, []string{`{"v":1}`}, rec.payloads("E-9"))
+
+	tok = c.Publish("meters/E-1/readings", 1, false, `{"v":2}`)
+	tok.WaitTimeout(2 * time.Second)
+	assert.Empty(t, rec.payloads("E-1"), "another meter's topic is refused over WebSocket too")
+
+	_, err = connect("wrong-token")
+	assert.Error(t, err, "a wrong token is refused")
+}

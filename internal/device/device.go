@@ -31,6 +31,7 @@ const (
 type Credential struct {
 	ID        string
 	Utility   meter.Utility
+	Model     string
 	TokenHash []byte
 	Status    Status
 }
@@ -39,6 +40,7 @@ type Credential struct {
 type Meter struct {
 	ID             string        `json:"id"`
 	Utility        meter.Utility `json:"utility"`
+	Model          string        `json:"model,omitempty"`
 	ServicePointID *int64        `json:"service_point_id,omitempty"`
 	Status         Status        `json:"status"`
 	CreatedAt      time.Time     `json:"created_at"`
@@ -49,6 +51,7 @@ type Meter struct {
 type NewMeter struct {
 	ID             string
 	Utility        meter.Utility
+	Model          string
 	ServicePointID *int64
 	TokenHash      []byte
 }
@@ -69,8 +72,11 @@ func ValidID(id string) bool { return idPattern.MatchString(id) }
 
 // Request asks for one meter to be provisioned.
 type Request struct {
-	ID             string
-	Utility        meter.Utility
+	ID      string
+	Utility meter.Utility
+	// Model is the meter's type, which selects its VEE rules ("" for its
+	// utility's).
+	Model          string
 	ServicePointID *int64
 }
 
@@ -102,6 +108,7 @@ func NewToken() (string, error) {
 type Identity struct {
 	ID      string
 	Utility meter.Utility
+	Model   string
 }
 
 // ErrAuth is returned for every failed authentication; the reason is logged
@@ -174,12 +181,15 @@ func (r *Registry) Provision(ctx context.Context, reqs []Request) ([]Provisioned
 		if seen[q.ID] {
 			return nil, apperr.Field(fmt.Sprintf("meters[%d].id", i), "%q appears twice", q.ID)
 		}
+		if q.Model != "" && !ValidID(q.Model) {
+			return nil, apperr.Field(fmt.Sprintf("meters[%d].model", i), "%q is not a model name (1 to 64 of A-Z a-z 0-9 . _ -)", q.Model)
+		}
 		seen[q.ID] = true
 		tok, err := NewToken()
 		if err != nil {
 			return nil, err
 		}
-		news = append(news, NewMeter{ID: q.ID, Utility: q.Utility, ServicePointID: q.ServicePointID, TokenHash: HashToken(tok)})
+		news = append(news, NewMeter{ID: q.ID, Utility: q.Utility, Model: q.Model, ServicePointID: q.ServicePointID, TokenHash: HashToken(tok)})
 		out = append(out, Provisioned{ID: q.ID, Utility: q.Utility, Token: tok})
 	}
 	if err := r.store.CreateMeters(ctx, news); err != nil {
@@ -229,7 +239,7 @@ func (r *Registry) Authenticate(ctx context.Context, id, token string) (Identity
 	if subtle.ConstantTimeCompare(HashToken(token), cred.TokenHash) != 1 {
 		return Identity{}, ErrAuth
 	}
-	return Identity{ID: cred.ID, Utility: cred.Utility}, nil
+	return Identity{ID: cred.ID, Utility: cred.Utility, Model: cred.Model}, nil
 }
 
 // Lookup returns an active meter's credential from the cache or the store;

@@ -17,7 +17,6 @@ import (
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/billing"
 	"github.com/meterflow/meterflow/internal/device"
-	"github.com/meterflow/meterflow/internal/payment"
 	"github.com/meterflow/meterflow/internal/portal"
 )
 
@@ -36,15 +35,20 @@ const (
 type Authenticator interface {
 	SignIn(ctx context.Context, phone, password string) (string, error)
 	Verify(ctx context.Context, challenge, code string) (auth.Grant, error)
+	Resend(ctx context.Context, challenge string) (auth.Resent, error)
 	Authenticate(ctx context.Context, token string) (auth.Principal, error)
 	SignOut(ctx context.Context, p auth.Principal) error
 	CheckCSRF(sessionToken, csrf string) bool
 	User(ctx context.Context, id int64) (auth.User, error)
 }
 
-// Bills returns issued bills (billing.Service).
+// Bills is the billing engine (billing.Service): issued bills, tariff
+// loading and budgets.
 type Bills interface {
 	Bill(ctx context.Context, id int64) (billing.Bill, error)
+	LoadTariff(ctx context.Context, data []byte) (billing.StoredTariff, bool, error)
+	Budgets(ctx context.Context, accountID int64) ([]billing.Budget, error)
+	SetBudgets(ctx context.Context, accountID int64, currency string, bs []billing.Budget) ([]billing.Budget, error)
 }
 
 // Devices provisions and revokes meters (device.Registry).
@@ -54,26 +58,32 @@ type Devices interface {
 	List(ctx context.Context, after string, limit int) ([]device.Meter, error)
 }
 
-// Payments confirms payments with their one-time code (payment.Service).
-type Payments interface {
-	Confirm(ctx context.Context, householdID, paymentID int64, code string) (payment.Payment, error)
-}
-
 // Limit is a rate: Burst requests at once, then one per Every.
 type Limit struct {
 	Every time.Duration
 	Burst int
 }
 
-// APIConfig wires the JSON API. Payments may be nil: its route then answers
+// APIConfig wires the JSON API. Fleet may be nil: its route then answers
 // "unavailable".
 type APIConfig struct {
-	Auth     Authenticator
-	Portal   portal.Store
-	Usage    portal.UsageSource
-	Bills    Bills
-	Devices  Devices
-	Payments Payments
+	Auth    Authenticator
+	Portal  portal.Store
+	Usage   portal.UsageSource
+	Bills   Bills
+	Devices Devices
+	// Payments, PaymentSetup and PaymentLog may be nil together: payment
+	// routes then answer "unavailable".
+	Payments     Payments
+	PaymentSetup PaymentSetup
+	PaymentLog   PaymentLog
+	// DevInbox is the development SMS inbox, nil unless the development
+	// sender is in use.
+	DevInbox DevInbox
+	// Fleet, when set, feeds the operators' live stream (/fleet/live).
+	Fleet Fleet
+	// LiveEvery is how often /fleet/live sends a snapshot (default 1 s).
+	LiveEvery time.Duration
 	// Alerts serves the alert inbox, preferences, live stream and alarms;
 	// nil answers "unavailable".
 	Alerts Alerts
@@ -95,6 +105,9 @@ type APIConfig struct {
 func (c *APIConfig) defaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20
+	}
+	if c.LiveEvery <= 0 {
+		c.LiveEvery = time.Second
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 30 * time.Second
@@ -129,6 +142,10 @@ const (
 	Household
 	// Operator routes take operators only.
 	Operator
+	// HouseholdOnly routes take household users only, acting for their own
+	// household: confirming a payment, verifying a phone, setting up
+	// auto-pay. Operators cannot act for a household.
+	HouseholdOnly
 )
 
 func (r Rule) String() string {
@@ -141,6 +158,8 @@ func (r Rule) String() string {
 		return "household"
 	case Operator:
 		return "operator"
+	case HouseholdOnly:
+		return "household-only"
 	}
 	return "none"
 }
@@ -281,6 +300,8 @@ func allowed(rt Route, p *auth.Principal) error {
 		ok = p.IsHousehold() || p.IsOperator()
 	case Operator:
 		ok = p.IsOperator()
+	case HouseholdOnly:
+		ok = p.IsHousehold()
 	}
 	if !ok {
 		return apperr.New(apperr.Forbidden, "not allowed for this user")

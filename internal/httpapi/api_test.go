@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
@@ -23,7 +25,9 @@ import (
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/billing"
 	"github.com/meterflow/meterflow/internal/device"
+	"github.com/meterflow/meterflow/internal/otp"
 	"github.com/meterflow/meterflow/internal/payment"
+	"github.com/meterflow/meterflow/internal/payment/sandbox"
 	"github.com/meterflow/meterflow/internal/portal"
 	"github.com/meterflow/meterflow/internal/postgres"
 	"github.com/meterflow/meterflow/internal/testenv"
@@ -64,17 +68,6 @@ func (o *outbox) code(t *testing.T, to string) string {
 	return c
 }
 
-// payments stands in for payment.Service: it knows which household owns
-// each payment and refuses the others as not found, as the service does.
-type payments map[int64]int64
-
-func (p payments) Confirm(_ context.Context, household, id int64, _ string) (payment.Payment, error) {
-	if p[id] != household {
-		return payment.Payment{}, apperr.New(apperr.NotFound, "payment %d not found", id)
-	}
-	return payment.Payment{ID: id, HouseholdID: household, State: payment.Succeeded}, nil
-}
-
 type noUsage struct{}
 
 func (noUsage) Usage(context.Context, []string, string, time.Time, time.Time, portal.Step) ([]portal.UsagePoint, error) {
@@ -86,6 +79,8 @@ type household struct {
 	id, alertID                int64
 	phone                      string
 	account, bill, paymentID   int64
+	premise, servicePoint      int64
+	phoneID, methodID, ruleID  int64
 	accountNumber, meterID     string
 	token, csrf, sessionCookie string
 }
@@ -97,6 +92,7 @@ type env struct {
 	alarm  int64
 	db     *postgres.DB
 	auth   *auth.Service
+	bills  *billing.Service
 	sms    *outbox
 	clock  *clock
 	a, b   household
@@ -104,6 +100,25 @@ type env struct {
 }
 
 const password = "correct horse battery"
+
+const flatTariffCode = "TEST-E-FLAT"
+
+// flatTariff is a flat electricity tariff in the file format.
+const flatTariff = `code: TEST-E-FLAT
+name: Test flat electricity
+utility: electricity
+currency: GBP
+unit: kWh
+versions:
+  - effective_from: 2020-01-01
+    standing_charge_per_day: 0.50
+    flat_rate: 0.2450
+  - effective_from: 2026-04-01
+    standing_charge_per_day: 0.55
+    flat_rate: 0.2500
+    taxes:
+      - {name: VAT, percent: 5}
+`
 
 func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 	t.Helper()
@@ -117,9 +132,18 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 	require.NoError(t, err)
 	bs, err := billing.New(&postgres.Billing{DB: db}, billing.Config{}, nil)
 	require.NoError(t, err)
-	e := &env{t: t, db: db, auth: as, sms: sms, clock: clk}
+	e := &env{t: t, db: db, auth: as, bills: bs, sms: sms, clock: clk}
+	_, _, err = bs.LoadTariff(ctx, []byte(flatTariff))
+	require.NoError(t, err)
 
-	pays := payments{}
+	store := &postgres.Payments{DB: db}
+	issuer, err := otp.NewIssuer(otp.DefaultPolicy(), bytes.Repeat([]byte{9}, 32), "test", clk.Now)
+	require.NoError(t, err)
+	gw := &sandbox.Gateway{}
+	pays, err := payment.New(store, gw, sms, issuer, payment.DefaultConfig(), slog.New(slog.DiscardHandler), clk.Now)
+	require.NoError(t, err)
+	setup := pays.NewSetup(store, "GB")
+	setup.Inspector = gw
 	for i, h := range []*household{&e.a, &e.b} {
 		h.phone = fmt.Sprintf("+4474001234%02d", i+10)
 		h.accountNumber = fmt.Sprintf("ACC-%d", i+1)
@@ -127,10 +151,11 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 		require.NoError(t, db.Pool.QueryRow(ctx, `insert into households (name) values ($1) returning id`, "H"+h.accountNumber).Scan(&h.id))
 		require.NoError(t, db.Pool.QueryRow(ctx, `insert into accounts (household_id, number, currency, time_zone)
 			values ($1, $2, 'GBP', 'Europe/London') returning id`, h.id, h.accountNumber).Scan(&h.account))
-		var premise, sp int64
-		require.NoError(t, db.Pool.QueryRow(ctx, `insert into premises (account_id) values ($1) returning id`, h.account).Scan(&premise))
-		require.NoError(t, db.Pool.QueryRow(ctx, `insert into service_points (premise_id, utility) values ($1, 'electricity') returning id`, premise).Scan(&sp))
-		_, err := db.Pool.Exec(ctx, `insert into meters (id, service_point_id, utility, token_hash) values ($1, $2, 'electricity', '\x00')`, h.meterID, sp)
+		require.NoError(t, db.Pool.QueryRow(ctx, `insert into premises (account_id, address, region) values ($1, $2, 'GB-LND') returning id`,
+			h.account, fmt.Sprintf("%d Acacia Avenue", i+1)).Scan(&h.premise))
+		require.NoError(t, db.Pool.QueryRow(ctx, `insert into service_points (premise_id, utility, tariff_code) values ($1, 'electricity', $2) returning id`,
+			h.premise, flatTariffCode).Scan(&h.servicePoint))
+		_, err := db.Pool.Exec(ctx, `insert into meters (id, service_point_id, utility, token_hash) values ($1, $2, 'electricity', '\x00')`, h.meterID, h.servicePoint)
 		require.NoError(t, err)
 		require.NoError(t, db.Pool.QueryRow(ctx, `insert into bills (account_id, household_id, period_start, period_end,
 			period_start_at, period_end_at, time_zone, currency, subtotal, tax, total, issued_at, due_date)
@@ -142,10 +167,26 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 			[]alert.Delivery{{Channel: alert.InApp, NotBefore: clk.Now()}})
 		require.NoError(t, err)
 		require.True(t, created)
-		h.paymentID = int64(1000 + i)
-		pays[h.paymentID] = h.id
 		_, err = as.CreateUser(ctx, auth.NewUser{Phone: h.phone, Password: password, Role: auth.RoleHousehold, HouseholdID: h.id})
 		require.NoError(t, err)
+	}
+	for i, h := range []*household{&e.a, &e.b} {
+		h.phoneID, err = store.AddPhone(ctx, h.id, h.phone, clk.Now())
+		require.NoError(t, err)
+		// Two cards the sandbox charges successfully.
+		tok, err := sandbox.Tokenize([]string{sandbox.CardSuccess, "5555555555554444"}[i])
+		require.NoError(t, err)
+		h.methodID, err = store.AddPaymentMethod(ctx, postgres.PaymentMethod{HouseholdID: h.id, Gateway: "sandbox", Token: tok, Last4: tok[len(tok)-4:]})
+		require.NoError(t, err)
+		p, err := pays.Create(ctx, payment.NewPayment{HouseholdID: h.id, AccountID: h.account, BillID: h.bill, Kind: payment.KindBill,
+			Amount: decimal.RequireFromString("12"), Currency: "GBP", Payee: "Meterflow Energy", PaymentMethodID: h.methodID,
+			IdempotencyKey: fmt.Sprintf("test:%d", h.id)})
+		require.NoError(t, err)
+		h.paymentID = p.ID
+		r, err := setup.Enrol(ctx, payment.Rule{HouseholdID: h.id, AccountID: h.account, Trigger: payment.TriggerBillIssued,
+			MaxAmount: decimal.RequireFromString("100"), PaymentMethodID: h.methodID})
+		require.NoError(t, err)
+		h.ruleID = r.ID
 	}
 	e.op.phone = "+447400123499"
 	_, err = as.CreateUser(ctx, auth.NewUser{Phone: e.op.phone, Password: password, Role: auth.RoleOperator})
@@ -160,7 +201,8 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 
 	cfg := APIConfig{
 		Auth: as, Portal: &postgres.Portal{DB: db}, Usage: noUsage{}, Bills: bs,
-		Devices: device.NewRegistry(&postgres.Meters{DB: db}, device.Config{}), Payments: pays, Alerts: e.alerts,
+		Devices:  device.NewRegistry(&postgres.Meters{DB: db}, device.Config{}),
+		Payments: pays, PaymentSetup: setup, PaymentLog: store, DevInbox: &postgres.DevSMS{DB: db}, Alerts: e.alerts,
 		OpenAPI: docs.OpenAPI, Now: clk.Now,
 	}
 	if tune != nil {
@@ -199,8 +241,6 @@ func (e *env) do(method, path string, body any, h *household, cookie bool, hdr m
 		require.NoError(e.t, err)
 		rd = bytes.NewReader(j)
 	}
-	// A handler that flushes (a stream) has its request ended by the flush,
-	// so a test sees what it sent first.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req := httptest.NewRequestWithContext(ctx, method, path, rd)
@@ -220,7 +260,9 @@ func (e *env) do(method, path string, body any, h *household, cookie bool, hdr m
 	return resp{code: rec.Code, body: rec.Body.Bytes(), cookies: rec.Result().Cookies()}
 }
 
-// flushEnds ends the request's context when the handler flushes.
+// flushEnds ends the request's context when a stream of server-sent
+// events flushes, so a test sees what the stream sent first; other
+// responses that flush (exports) run to their end.
 type flushEnds struct {
 	*httptest.ResponseRecorder
 	cancel context.CancelFunc
@@ -228,7 +270,9 @@ type flushEnds struct {
 
 func (f flushEnds) Flush() {
 	f.ResponseRecorder.Flush()
-	f.cancel()
+	if f.Header().Get("Content-Type") == "text/event-stream" {
+		f.cancel()
+	}
 }
 
 func (e *env) signIn(h *household) {
@@ -264,18 +308,30 @@ func TestRouteAccess(t *testing.T) {
 		"account": fmt.Sprint(e.b.account), "bill": fmt.Sprint(e.b.bill),
 		"payment": fmt.Sprint(e.b.paymentID), "meter": e.b.meterID,
 		"alert": fmt.Sprint(e.b.alertID), "alarm": fmt.Sprint(e.alarm),
+		"household": fmt.Sprint(e.b.id), "premise": fmt.Sprint(e.b.premise), "tariff": flatTariffCode,
+		"phone": fmt.Sprint(e.b.phoneID), "method": fmt.Sprint(e.b.methodID), "rule": fmt.Sprint(e.b.ruleID),
 	}
 	own := map[string]string{
 		"account": fmt.Sprint(e.a.account), "bill": fmt.Sprint(e.a.bill),
 		"payment": fmt.Sprint(e.a.paymentID), "meter": e.a.meterID,
 		"alert": fmt.Sprint(e.a.alertID), "alarm": fmt.Sprint(e.alarm),
+		"household": fmt.Sprint(e.a.id), "premise": fmt.Sprint(e.a.premise), "tariff": flatTariffCode,
+		"phone": fmt.Sprint(e.a.phoneID), "method": fmt.Sprint(e.a.methodID), "rule": fmt.Sprint(e.a.ruleID),
 	}
 	bodies := map[string]any{
 		"/payments/{payment}/confirm": confirmRequest{Code: "123456"},
+		"/phones/{phone}/verify":      confirmRequest{Code: "123456"},
+		"/autopay/{rule}/confirm":     confirmRequest{Code: "123456"},
+		"/bills/{bill}/pay":           payBillRequest{PaymentMethodID: 1},
 		"/meters":                     map[string]any{"meters": []map[string]string{{"id": "NEW-1", "utility": "electricity"}}},
 		"/alert-preferences":          map[string]any{"channels": map[string][]string{"leak": {"inapp"}}},
 		"/alarms/{alarm}/ack":         map[string]string{"note": "seen"},
+		"/accounts/{account}/budgets": budgetsBody{Budgets: []budgetView{{Scope: "account", Amount: decimal.RequireFromString("99.50")}}},
+		"/tariffs":                    []byte(strings.Replace(flatTariff, "TEST-E-FLAT", "TEST-E-NEW", 1)),
 	}
+	// B's budget, which A's PUT must not change.
+	_, err := e.bills.SetBudgets(context.Background(), e.b.account, "GBP", []billing.Budget{{Scope: "account", Amount: decimal.NewFromInt(70)}})
+	require.NoError(t, err)
 	fill := func(pattern string, ids map[string]string) string {
 		return Prefix + paramRE.ReplaceAllStringFunc(pattern, func(m string) string {
 			name := m[1 : len(m)-1]
@@ -319,6 +375,20 @@ func TestRouteAccess(t *testing.T) {
 					r = e.do(rt.Method, fill(rt.Pattern, other), body, &e.op, false, nil)
 					assert.Equal(t, http.StatusOK, r.code, "operator on any household: %s", r.body)
 				}
+			case HouseholdOnly:
+				r = e.do(rt.Method, fill(rt.Pattern, own), body, &e.op, false, nil)
+				assert.Equal(t, http.StatusForbidden, r.code, "an operator cannot act for a household: %s", r.body)
+				if paramRE.MatchString(rt.Pattern) {
+					r = e.do(rt.Method, fill(rt.Pattern, other), body, &e.a, false, nil)
+					assert.Contains(t, []int{http.StatusForbidden, http.StatusNotFound}, r.code, "A on B's resource: %s", r.body)
+					assert.NotContains(t, string(r.body), e.b.accountNumber)
+				}
+				if rt.Method == "GET" {
+					r = e.do(rt.Method, fill(rt.Pattern, own), body, &e.a, false, nil)
+					assert.Equal(t, http.StatusOK, r.code, "A on its own resource: %s", r.body)
+					assert.NotContains(t, string(r.body), e.b.phone, "A sees nothing of B")
+					assert.NotContains(t, string(r.body), e.b.accountNumber, "A sees nothing of B")
+				}
 			case SignedIn:
 				if rt.Method == "GET" {
 					r = e.do(rt.Method, fill(rt.Pattern, own), body, &e.a, false, nil)
@@ -327,6 +397,10 @@ func TestRouteAccess(t *testing.T) {
 			}
 		})
 	}
+	bs, err := e.bills.Budgets(context.Background(), e.b.account)
+	require.NoError(t, err)
+	require.Len(t, bs, 1)
+	assert.Equal(t, "70", bs[0].Amount.String(), "A's PUT left B's budget alone")
 }
 
 func TestOpenAPIMatchesRoutes(t *testing.T) {

@@ -30,7 +30,7 @@ type Alerts interface {
 func (a *api) alertRoutes() []Route {
 	return []Route{
 		{Method: "GET", Pattern: "/alerts", Rule: Household, Summary: "Alert inbox, newest first", handler: a.listAlerts},
-		{Method: "POST", Pattern: "/alerts/{alert}/read", Rule: Household, Summary: "Mark an alert read", handler: a.readAlert},
+		{Method: "POST", Pattern: "/alerts/{alert}/read", Rule: HouseholdOnly, Summary: "Mark an alert read", handler: a.readAlert},
 		{Method: "GET", Pattern: "/alerts/stream", Rule: Household, Stream: true, Summary: "Live alerts as server-sent events", handler: a.alertStream},
 		{Method: "GET", Pattern: "/alert-preferences", Rule: Household, Summary: "Alert channels per kind and quiet hours", handler: a.getAlertPreferences},
 		{Method: "PUT", Pattern: "/alert-preferences", Rule: Household, Summary: "Replace alert preferences", handler: a.putAlertPreferences},
@@ -96,9 +96,6 @@ func (a *api) readAlert(w http.ResponseWriter, r *http.Request, p *auth.Principa
 	id, err := pathID(r, "alert")
 	if err != nil {
 		return err
-	}
-	if !p.IsHousehold() {
-		return apperr.New(apperr.Forbidden, "only the household marks its alerts read")
 	}
 	al, err := svc.MarkRead(r.Context(), p.HouseholdID, id)
 	if err != nil {

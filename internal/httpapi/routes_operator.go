@@ -39,6 +39,7 @@ type provisionRequest struct {
 	Meters []struct {
 		ID             string        `json:"id"`
 		Utility        meter.Utility `json:"utility"`
+		Model          string        `json:"model"`
 		ServicePointID *int64        `json:"service_point_id"`
 	} `json:"meters"`
 }
@@ -57,7 +58,7 @@ func (a *api) provisionMeters(w http.ResponseWriter, r *http.Request, _ *auth.Pr
 	}
 	reqs := make([]device.Request, len(req.Meters))
 	for i, m := range req.Meters {
-		reqs[i] = device.Request{ID: m.ID, Utility: m.Utility, ServicePointID: m.ServicePointID}
+		reqs[i] = device.Request{ID: m.ID, Utility: m.Utility, Model: m.Model, ServicePointID: m.ServicePointID}
 	}
 	out, err := a.cfg.Devices.Provision(r.Context(), reqs)
 	if err != nil {

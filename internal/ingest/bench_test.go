@@ -81,7 +81,7 @@ func BenchmarkPipeline(b *testing.B) {
 			{Channel: "1-0:32.7.0", Time: at, Value: 231_400},
 			{Channel: "1-0:31.7.0", Time: at, Value: 1_830},
 		}}
-		buf = AppendRecord(buf[:0], at, msg.Meter, meter.Electricity, []meter.Message{msg})
+		buf = AppendRecord(buf[:0], at, msg.Meter, meter.Electricity, "", []meter.Message{msg})
 		if _, err := j.Append(context.Background(), buf); err != nil {
 			b.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,22 @@ type FrontConfig struct {
 	// FullWait is how long a payload waits for journal space before the
 	// meter is told to come back later (default 5 s).
 	FullWait time.Duration
+	// Backlog reports the journal bytes the stores have not yet confirmed
+	// and the journal's budget. When set, the front slows meters down
+	// before the budget is reached: above SlowFrom of the budget each
+	// payload is held before it is taken, from nothing up to MaxDelay at
+	// the budget. The broker reads a meter's next packet only after the
+	// hook returns, so the hold is TCP backpressure on that meter: under
+	// overload readings arrive more slowly instead of piling up in the
+	// journal while latency to the stores grows without bound.
+	Backlog func() (pending, budget int64)
+	// SlowFrom is the fraction of the budget where slowing starts
+	// (default 0.25).
+	SlowFrom float64
+	// MaxDelay is the hold at the budget (default 200 ms).
+	MaxDelay time.Duration
+	// sleep waits; tests replace it.
+	sleep func(context.Context, time.Duration)
 }
 
 // Front is the edge of the pipeline the broker calls for every payload: it
@@ -57,7 +74,17 @@ type Front struct {
 	journal Appender
 	m       *frontMetrics
 	pool    sync.Pool
+	// byUtility counts accepted readings per utility; the map is built
+	// once and only its counters change, so readers need no lock.
+	byUtility map[meter.Utility]*atomic.Uint64
+	// hold is the current hold per payload in nanoseconds, recomputed from
+	// Backlog at most every holdEvery.
+	hold      atomic.Int64
+	holdAt    atomic.Int64
+	holdTotal prometheus.Counter
 }
+
+const holdEvery = 50 * time.Millisecond
 
 type frontMetrics struct {
 	messages prometheus.Counter
@@ -86,7 +113,32 @@ func NewFront(cfg FrontConfig, j Appender, reg prometheus.Registerer) *Front {
 	if reg != nil {
 		reg.MustRegister(m.payloads, m.messages, m.readings)
 	}
-	f := &Front{cfg: cfg, dec: protocol.Decoder{MaxBytes: cfg.MaxPayloadBytes}, journal: j, m: m}
+	if cfg.SlowFrom <= 0 || cfg.SlowFrom >= 1 {
+		cfg.SlowFrom = 0.25
+	}
+	if cfg.MaxDelay <= 0 {
+		cfg.MaxDelay = 200 * time.Millisecond
+	}
+	if cfg.sleep == nil {
+		cfg.sleep = func(ctx context.Context, d time.Duration) {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+		}
+	}
+	f := &Front{cfg: cfg, dec: protocol.Decoder{MaxBytes: cfg.MaxPayloadBytes}, journal: j, m: m, byUtility: map[meter.Utility]*atomic.Uint64{}}
+	for _, u := range []meter.Utility{meter.Electricity, meter.Water, meter.Gas} {
+		f.byUtility[u] = new(atomic.Uint64)
+	}
+	f.holdTotal = prometheus.NewCounter(prometheus.CounterOpts{Name: "mf_ingest_backpressure_seconds_total",
+		Help: "Time payloads were held back because the stores lag behind the journal."})
+	if reg != nil {
+		reg.MustRegister(f.holdTotal, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mf_ingest_backpressure_hold_seconds",
+			Help: "The hold each payload gets now (0 while the stores keep up)."}, func() float64 { return time.Duration(f.hold.Load()).Seconds() }))
+	}
 	f.pool.New = func() any { return &scratch{} }
 	return f
 }
@@ -100,7 +152,11 @@ func (f *Front) Ingest(ctx context.Context, id device.Identity, payload []byte, 
 		return &Rejected{Reason: string(protocol.ReasonOf(err)), Err: err}
 	}
 	s.msgs = msgs[:0]
-	s.buf = AppendRecord(s.buf[:0], received, id.ID, id.Utility, msgs)
+	if d := f.currentHold(received); d > 0 {
+		f.cfg.sleep(ctx, d)
+		f.holdTotal.Add(d.Seconds())
+	}
+	s.buf = AppendRecord(s.buf[:0], received, id.ID, id.Utility, id.Model, msgs)
 	deadline := time.Now().Add(f.cfg.FullWait)
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
 		_, err = f.journal.Append(ctx, s.buf)
@@ -126,5 +182,44 @@ func (f *Front) Ingest(ctx context.Context, id device.Identity, payload []byte, 
 	f.m.payloads.Inc()
 	f.m.messages.Add(float64(len(msgs)))
 	f.m.readings.Add(float64(n))
+	if c := f.byUtility[id.Utility]; c != nil {
+		c.Add(uint64(n))
+	}
 	return nil
+}
+
+// Readings returns how many readings of each utility the front accepted
+// into the journal since it was built. It is safe to call concurrently with
+// Ingest; the counts only grow.
+func (f *Front) Readings() map[meter.Utility]uint64 {
+	out := make(map[meter.Utility]uint64, len(f.byUtility))
+	for u, c := range f.byUtility {
+		out[u] = c.Load()
+	}
+	return out
+}
+
+// currentHold is how long to hold a payload now: zero below SlowFrom of the
+// journal budget, rising linearly to MaxDelay at the budget.
+func (f *Front) currentHold(now time.Time) time.Duration {
+	if f.cfg.Backlog == nil {
+		return 0
+	}
+	at := f.holdAt.Load()
+	if now.UnixNano()-at < int64(holdEvery) && at != 0 {
+		return time.Duration(f.hold.Load())
+	}
+	if !f.holdAt.CompareAndSwap(at, now.UnixNano()) {
+		return time.Duration(f.hold.Load())
+	}
+	pending, budget := f.cfg.Backlog()
+	var d time.Duration
+	if budget > 0 {
+		fill := float64(pending) / float64(budget)
+		if fill > f.cfg.SlowFrom {
+			d = time.Duration(min(1, (fill-f.cfg.SlowFrom)/(1-f.cfg.SlowFrom)) * float64(f.cfg.MaxDelay))
+		}
+	}
+	f.hold.Store(int64(d))
+	return d
 }

@@ -93,9 +93,9 @@ type PipelineConfig struct {
 	// SnapshotInterval is how often changed states are saved and the
 	// journal checkpoint advances (default 5 s).
 	SnapshotInterval time.Duration
-	// Rules gives the validation rules for a meter's utility (default
-	// vee.DefaultRules).
-	Rules func(meter.Utility) vee.Rules
+	// Rules gives the validation rules of each utility and meter model
+	// (default vee.DefaultRuleSet).
+	Rules *vee.RuleSet
 	// Retry bounds a failing sink write's backoff (default 5 s).
 	MaxBackoff time.Duration
 	// DrainTimeout bounds the final flush at shutdown (default 15 s).
@@ -117,7 +117,7 @@ func (c *PipelineConfig) defaults() {
 		c.SnapshotInterval = 5 * time.Second
 	}
 	if c.Rules == nil {
-		c.Rules = vee.DefaultRules
+		c.Rules = vee.DefaultRuleSet()
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 5 * time.Second
@@ -139,9 +139,10 @@ type Pipeline struct {
 	m       *pipelineMetrics
 	seed    maphash.Seed
 	workers []*worker
-	rules   map[meter.Utility]*vee.Rules
+	rules   *vee.RuleSet
 
 	dispatched atomic.Uint64 // last offset handed to workers
+	lastDelay  atomic.Int64  // nanoseconds from receipt to stored, of the last batch written
 	cancel     context.CancelFunc
 	done       chan error
 }
@@ -149,11 +150,7 @@ type Pipeline struct {
 // NewPipeline builds a pipeline; Run starts it.
 func NewPipeline(cfg PipelineConfig, src Source, series SeriesSink, regs RegisterSink, reg prometheus.Registerer) *Pipeline {
 	cfg.defaults()
-	p := &Pipeline{cfg: cfg, src: src, series: series, regs: regs, seed: maphash.MakeSeed(), rules: map[meter.Utility]*vee.Rules{}}
-	for _, u := range []meter.Utility{meter.Electricity, meter.Water, meter.Gas} {
-		r := cfg.Rules(u)
-		p.rules[u] = &r
-	}
+	p := &Pipeline{cfg: cfg, src: src, series: series, regs: regs, seed: maphash.MakeSeed(), rules: cfg.Rules}
 	p.m = newPipelineMetrics(reg, p)
 	return p
 }
@@ -167,10 +164,8 @@ type item struct {
 // Start loads the saved states and starts reading the journal from its
 // checkpoint. The pipeline runs until Stop or until a sink fails fatally.
 func (p *Pipeline) Start(ctx context.Context) error {
-	for u, r := range p.rules {
-		if err := r.Validate(); err != nil {
-			return fmt.Errorf("validation rules for %s: %w", u, err)
-		}
+	if err := p.rules.Validate(); err != nil {
+		return fmt.Errorf("validation rules: %w", err)
 	}
 	for i := 0; i < p.cfg.Workers; i++ {
 		p.workers = append(p.workers, newWorker(p, i))
@@ -324,6 +319,11 @@ func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 		}
 	}
 }
+
+// StoreDelay is how long the most recently written batch took from the
+// receipt of its oldest payload to being in both stores: the ingest lag a
+// reading sees. It is zero until a batch has been written.
+func (p *Pipeline) StoreDelay() time.Duration { return time.Duration(p.lastDelay.Load()) }
 
 // Lag is how many journal records wait for the stores.
 func (p *Pipeline) Lag() uint64 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/meterflow/meterflow/internal/journal"
 	"github.com/meterflow/meterflow/internal/meter"
+	"github.com/meterflow/meterflow/internal/vee"
 )
 
 // flakySinks store what they are given, failing every write while down.
@@ -88,7 +89,7 @@ func TestPipelineRetriesAStoreThatIsDown(t *testing.T) {
 		for seq := from; seq <= to; seq++ {
 			at := t0.Add(time.Duration(seq) * 15 * time.Minute)
 			msg := meter.Message{Meter: "E-1", Seq: uint64(seq), Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at, Value: meter.Value(seq * 100)}}}
-			_, err := j.Append(context.Background(), AppendRecord(nil, at, "E-1", meter.Electricity, []meter.Message{msg}))
+			_, err := j.Append(context.Background(), AppendRecord(nil, at, "E-1", meter.Electricity, "", []meter.Message{msg}))
 			require.NoError(t, err)
 		}
 	}
@@ -106,4 +107,60 @@ func TestPipelineRetriesAStoreThatIsDown(t *testing.T) {
 	require.Eventually(t, func() bool { return sinks.count("E-1") == 30 && j.Checkpointed() == 30 }, 5*time.Second, 5*time.Millisecond)
 	require.NoError(t, p.Stop())
 	assert.NotEmpty(t, sinks.states["E-1"], "the meter's state was saved")
+}
+
+// exceptionSinks records the VEE exceptions written per meter.
+type exceptionSinks struct {
+	*flakySinks
+	rules map[string][]string
+}
+
+func (e *exceptionSinks) WriteRegisters(_ context.Context, b *Batch) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, x := range b.Exceptions {
+		e.rules[x.Meter] = append(e.rules[x.Meter], string(x.Rule))
+	}
+	return nil
+}
+
+func (e *exceptionSinks) exceptions(id string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.rules[id]...)
+}
+
+// A meter's model, carried in its journal records, selects its VEE rules:
+// the same wrap of the register is a rollover on a five-digit model and a
+// meter reset on the default six-digit register.
+func TestPipelineRulesByModel(t *testing.T) {
+	rules, err := vee.ParseRuleSet([]byte(`
+models:
+  EM-5D:
+    utility: electricity
+    registers:
+      1-0:1.8.0: {modulus: 100000, max_per_hour: 24}
+`))
+	require.NoError(t, err)
+	j, err := journal.Open(journal.Options{Dir: t.TempDir(), NoSync: true})
+	require.NoError(t, err)
+	defer j.Close()
+	sinks := &exceptionSinks{flakySinks: newFlaky(), rules: map[string][]string{}}
+	p := NewPipeline(PipelineConfig{Workers: 2, FlushInterval: 10 * time.Millisecond, SnapshotInterval: 50 * time.Millisecond, Rules: rules}, j, sinks, sinks, nil)
+	require.NoError(t, p.Start(context.Background()))
+	defer p.Stop()
+
+	t0 := time.Now().Add(-time.Hour).Truncate(15 * time.Minute)
+	for _, m := range []struct{ id, model string }{{"E-A", "EM-5D"}, {"E-B", ""}} {
+		for i, v := range []meter.Value{99_999_900, 100} {
+			at := t0.Add(time.Duration(i) * 15 * time.Minute)
+			msg := meter.Message{Meter: m.id, Seq: uint64(i + 1), Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at, Value: v}}}
+			_, err := j.Append(context.Background(), AppendRecord(nil, at, m.id, meter.Electricity, m.model, []meter.Message{msg}))
+			require.NoError(t, err)
+		}
+	}
+	require.Eventually(t, func() bool { return sinks.count("E-A") == 2 && sinks.count("E-B") == 2 && j.Checkpointed() == 4 },
+		5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, []string{"rollover"}, sinks.exceptions("E-A"))
+	assert.Equal(t, []string{"meter_reset"}, sinks.exceptions("E-B"))
 }

@@ -12,10 +12,12 @@ import (
 // A journal record is one accepted payload, decoded once at the edge and
 // kept in a compact binary form:
 //
-//	version   byte (1)
+//	version   byte (2; 1 has no model)
 //	received  uvarint, milliseconds since the epoch (server clock)
 //	meter     uvarint length + bytes
 //	utility   byte (1 electricity, 2 water, 3 gas)
+//	model     uvarint length + bytes (version 2): the meter's model, which
+//	          selects its VEE rules
 //	messages  uvarint count, then per message:
 //	  seq       uvarint
 //	  readings  uvarint count, then per reading:
@@ -25,13 +27,17 @@ import (
 //
 // The format is versioned so that a journal written by one release can be
 // replayed by the next.
-const recordVersion = 1
+const (
+	recordVersion   = 2
+	recordVersionV1 = 1
+)
 
 // Record is a decoded journal record.
 type Record struct {
 	Received time.Time
 	Meter    string
 	Utility  meter.Utility
+	Model    string
 	Messages []meter.Message
 }
 
@@ -39,12 +45,14 @@ var utilityCodes = map[meter.Utility]byte{meter.Electricity: 1, meter.Water: 2, 
 var utilityByCode = [...]meter.Utility{1: meter.Electricity, 2: meter.Water, 3: meter.Gas}
 
 // AppendRecord encodes one payload's messages onto dst.
-func AppendRecord(dst []byte, received time.Time, meterID string, u meter.Utility, msgs []meter.Message) []byte {
+func AppendRecord(dst []byte, received time.Time, meterID string, u meter.Utility, model string, msgs []meter.Message) []byte {
 	dst = append(dst, recordVersion)
 	dst = binary.AppendUvarint(dst, uint64(received.UnixMilli()))
 	dst = binary.AppendUvarint(dst, uint64(len(meterID)))
 	dst = append(dst, meterID...)
 	dst = append(dst, utilityCodes[u])
+	dst = binary.AppendUvarint(dst, uint64(len(model)))
+	dst = append(dst, model...)
 	dst = binary.AppendUvarint(dst, uint64(len(msgs)))
 	for _, m := range msgs {
 		dst = binary.AppendUvarint(dst, m.Seq)
@@ -122,7 +130,7 @@ var channelNames = func() map[string]meter.Channel {
 // allocated; nothing refers to data.
 func DecodeRecord(data []byte) (Record, error) {
 	var r Record
-	if len(data) == 0 || data[0] != recordVersion {
+	if len(data) == 0 || (data[0] != recordVersion && data[0] != recordVersionV1) {
 		return r, fmt.Errorf("journal record: unknown version")
 	}
 	d := decoder{b: data[1:]}
@@ -139,6 +147,9 @@ func DecodeRecord(data []byte) (Record, error) {
 			}
 			r.Utility = utilityByCode[c]
 		}
+	}
+	if data[0] >= 2 {
+		r.Model = string(d.bytes(64))
 	}
 	n := d.uvarint()
 	if n > 1<<16 {

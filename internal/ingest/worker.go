@@ -32,6 +32,8 @@ type worker struct {
 	seen    uint64
 	durable atomic.Uint64
 	dirty   []string
+	// oldest is when the earliest record in the pending batch was received.
+	oldest time.Time
 }
 
 func newWorker(p *Pipeline, id int) *worker {
@@ -78,12 +80,15 @@ func (w *worker) run(ctx context.Context) error {
 }
 
 func (w *worker) apply(rec Record) {
+	if w.oldest.IsZero() || rec.Received.Before(w.oldest) {
+		w.oldest = rec.Received
+	}
 	ms := w.states[rec.Meter]
 	if ms == nil {
 		ms = &meterState{utility: rec.Utility, st: vee.NewState(rec.Meter, rec.Utility)}
 		w.states[rec.Meter] = ms
 	}
-	rules := w.p.rules[ms.utility]
+	rules := w.p.rules.For(ms.utility, rec.Model)
 	for _, msg := range rec.Messages {
 		w.out.Reset()
 		ms.st.Apply(rules, msg, rec.Received, &w.out)
@@ -112,6 +117,7 @@ func (w *worker) apply(rec Record) {
 // or ctx ends.
 func (w *worker) flush(ctx context.Context) error {
 	if w.batch.len() == 0 {
+		w.oldest = time.Time{}
 		return nil
 	}
 	start := time.Now()
@@ -125,6 +131,10 @@ func (w *worker) flush(ctx context.Context) error {
 	}
 	w.p.m.writeSeconds.WithLabelValues("postgres").Observe(time.Since(start).Seconds())
 	w.p.m.batchRows.Observe(float64(w.batch.len()))
+	if !w.oldest.IsZero() {
+		w.p.lastDelay.Store(int64(time.Since(w.oldest)))
+		w.oldest = time.Time{}
+	}
 	w.batch.reset()
 	return nil
 }

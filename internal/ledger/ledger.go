@@ -10,6 +10,8 @@
 //	gateway_clearing             asset: money the gateway holds for us until payout
 //	receivable:household:<id>    asset: what a household owes (bills debit it)
 //	prepaid:account:<id>         liability: prepaid credit we owe an account
+//	revenue                      income: the charges of issued bills
+//	tax_payable                  liability: the tax of issued bills
 package ledger
 
 import (
@@ -22,7 +24,13 @@ import (
 )
 
 // Account names.
-const GatewayClearing = "gateway_clearing"
+const (
+	GatewayClearing = "gateway_clearing"
+	// Revenue is income from issued bills' charges.
+	Revenue = "revenue"
+	// TaxPayable is the tax on issued bills, owed to the tax authority.
+	TaxPayable = "tax_payable"
+)
 
 // Receivable is the receivable account of a household.
 func Receivable(householdID int64) string { return fmt.Sprintf("receivable:household:%d", householdID) }

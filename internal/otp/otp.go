@@ -106,6 +106,8 @@ type Purpose string
 const (
 	PaymentConfirm Purpose = "payment_confirm"
 	PhoneVerify    Purpose = "phone_verify"
+	// AutopayEnrol confirms an auto-pay rule; Subject holds its terms.
+	AutopayEnrol Purpose = "autopay_enrol"
 	// SignIn is the second factor of a sign-in; Subject names the user and
 	// the challenge.
 	SignIn Purpose = "sign_in"

@@ -2,6 +2,7 @@ package payment
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -95,6 +96,9 @@ type Payment struct {
 	PaymentMethodID int64
 	// MethodToken is the gateway's token of the payment method (read only).
 	MethodToken string
+	// RequiresOTP is false only for a payment its auto-pay rule allowed
+	// without a code (a small prepaid top-up the household chose to allow).
+	RequiresOTP bool
 	State       State
 	// IdempotencyKey is unique per payment and is the key of every charge
 	// attempt sent to the gateway.
@@ -119,7 +123,7 @@ type Payment struct {
 
 // move changes p's state, refusing what the state machine does not allow.
 func (p *Payment) move(to State, now time.Time) error {
-	if !CanMove(p.State, to) {
+	if !CanMove(p.State, to) && !(p.State == Created && to == Confirmed && !p.RequiresOTP) {
 		return errConflict("payment %d is %s and cannot become %s", p.ID, p.State, to)
 	}
 	p.State, p.UpdatedAt = to, now
@@ -134,6 +138,20 @@ func (p *Payment) move(to State, now time.Time) error {
 		p.SettledAt = now
 	}
 	return nil
+}
+
+// what says in words what p pays, for messages.
+func (p *Payment) what() string {
+	switch p.Kind {
+	case KindTopUp:
+		return "a prepaid top-up"
+	case KindAccrued:
+		return "your usage so far"
+	}
+	if p.BillID != 0 {
+		return fmt.Sprintf("bill %d", p.BillID)
+	}
+	return "your bill"
 }
 
 // Binding is what the payment's code is bound to.
@@ -243,4 +261,21 @@ type Tx interface {
 	MarkBillPaid(ctx context.Context, billID int64) error
 	// AddPrepaid adds amount to an account's prepaid balance.
 	AddPrepaid(ctx context.Context, accountID int64, amount decimal.Decimal, now time.Time) error
+}
+
+// StateCount is how many payments are in a state, and their total per
+// currency.
+type StateCount struct {
+	State    State           `json:"state"`
+	Currency string          `json:"currency"`
+	Count    int             `json:"count"`
+	Amount   decimal.Decimal `json:"amount"`
+}
+
+// InboxMessage is a message in the development SMS inbox.
+type InboxMessage struct {
+	ID        int64     `json:"id"`
+	To        string    `json:"to"`
+	Body      string    `json:"body"`
+	CreatedAt time.Time `json:"created_at"`
 }

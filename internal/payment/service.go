@@ -43,6 +43,9 @@ type Config struct {
 	Gateway string
 	// SMSProvider names the SMS provider, as recorded on messages.
 	SMSProvider string
+	// Payee is who auto-pay payments are made to, as the household's codes
+	// and receipts name it.
+	Payee string
 }
 
 // DefaultConfig returns the default configuration.
@@ -55,6 +58,7 @@ func DefaultConfig() Config {
 		KeyRetention:  24 * time.Hour,
 		Gateway:       "sandbox",
 		SMSProvider:   "dev",
+		Payee:         "Meterflow Energy",
 	}
 }
 
@@ -142,6 +146,9 @@ type NewPayment struct {
 	// IdempotencyKey makes creating a payment idempotent (an auto-pay rule
 	// uses "autopay:<rule>:<event key>"); it is also the gateway's key.
 	IdempotencyKey string
+	// SkipOTP charges the payment without a code. Only an auto-pay rule
+	// whose household allowed small top-ups without a code sets it.
+	SkipOTP bool
 }
 
 func (n NewPayment) validate() error {
@@ -189,7 +196,7 @@ func (s *Service) Create(ctx context.Context, n NewPayment) (Payment, error) {
 	p := Payment{
 		HouseholdID: n.HouseholdID, AccountID: n.AccountID, BillID: n.BillID, AutoPayRuleID: n.AutoPayRuleID,
 		Kind: n.Kind, Amount: n.Amount, Currency: n.Currency, Payee: n.Payee, PaymentMethodID: n.PaymentMethodID,
-		State: Created, IdempotencyKey: n.IdempotencyKey, Gateway: s.cfg.Gateway,
+		State: Created, IdempotencyKey: n.IdempotencyKey, Gateway: s.cfg.Gateway, RequiresOTP: !n.SkipOTP,
 		ConfirmBy: now.Add(s.cfg.ConfirmWithin), CreatedAt: now, UpdatedAt: now,
 	}
 	got, created, err := s.store.CreatePayment(ctx, p)
@@ -197,11 +204,14 @@ func (s *Service) Create(ctx context.Context, n NewPayment) (Payment, error) {
 		return Payment{}, err
 	}
 	if !created && (got.HouseholdID != n.HouseholdID || !got.Amount.Equal(n.Amount) || got.BillID != n.BillID ||
-		got.Currency != n.Currency || got.Payee != n.Payee || got.PaymentMethodID != n.PaymentMethodID) {
+		got.Currency != n.Currency || got.Payee != n.Payee || got.PaymentMethodID != n.PaymentMethodID || got.RequiresOTP == n.SkipOTP) {
 		return Payment{}, errConflict("idempotency key %q was used for another payment", n.IdempotencyKey)
 	}
 	return got, nil
 }
+
+// Payee is who payments are made to.
+func (s *Service) Payee() string { return s.cfg.Payee }
 
 // Payment returns a payment.
 func (s *Service) Payment(ctx context.Context, id int64) (Payment, error) {
@@ -282,15 +292,8 @@ func (s *Service) SendCode(ctx context.Context, paymentID int64) error {
 }
 
 func (s *Service) codeMessage(p *Payment, code string) string {
-	what := "your bill"
-	switch p.Kind {
-	case KindTopUp:
-		what = "a prepaid top-up"
-	case KindAccrued:
-		what = "your usage so far"
-	}
 	return fmt.Sprintf("Meterflow: %s is your code to pay %s %s to %s for %s. It expires in %d minutes. Never share it.",
-		code, p.Amount.StringFixed(2), p.Currency, p.Payee, what, int(s.otp.Policy.TTL.Minutes()))
+		code, p.Amount.StringFixed(2), p.Currency, p.Payee, p.what(), int(s.otp.Policy.TTL.Minutes()))
 }
 
 // deliver sends a recorded message and records the outcome. A failed send
@@ -461,6 +464,19 @@ func (s *Service) settle(ctx context.Context, id int64, attempt int, res ChargeR
 			if err := s.book(ctx, tx, p, now); err != nil {
 				return err
 			}
+			phone, err := tx.VerifiedPhone(ctx, p.HouseholdID)
+			if err != nil {
+				return err
+			}
+			if phone != "" {
+				text := fmt.Sprintf("Meterflow receipt: %s %s paid to %s for %s (payment %d, charge %s). Thank you.",
+					p.Amount.StringFixed(2), p.Currency, p.Payee, p.what(), p.ID, p.GatewayChargeID)
+				mid, err := tx.QueueSMS(ctx, SMS{HouseholdID: p.HouseholdID, To: phone, Purpose: "notice", PaymentID: p.ID, Body: text, Provider: s.cfg.SMSProvider}, now)
+				if err != nil {
+					return err
+				}
+				notice = outgoing{id: mid, to: phone, text: text}
+			}
 		case ChargeDeclined, ChargeRequiresAction:
 			p.FailureReason = string(res.Status)
 			if res.DeclineCode != "" {
@@ -494,7 +510,7 @@ func (s *Service) settle(ctx context.Context, id int64, attempt int, res ChargeR
 		return out, err
 	}
 	if err := s.deliver(ctx, notice); err != nil {
-		s.log.Warn("failure notice not sent", "payment", id, "err", err)
+		s.log.Warn("payment notice not sent", "payment", id, "err", err)
 	}
 	return out, nil
 }

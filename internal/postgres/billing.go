@@ -817,6 +817,29 @@ func (s *Billing) Thresholds(ctx context.Context, accountIDs []int64) ([]billing
 	return budgets, ths, nil
 }
 
+// ReplaceBudgets replaces an account's budgets in one transaction.
+func (s *Billing) ReplaceBudgets(ctx context.Context, accountID int64, bs []billing.Budget) error {
+	return s.DB.InTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `delete from budgets where account_id = $1`, accountID); err != nil {
+			return fmt.Errorf("delete budgets of account %d: %w", accountID, err)
+		}
+		for _, b := range bs {
+			pcts := make([]int16, len(b.Percents))
+			for i, p := range b.Percents {
+				pcts[i] = int16(p)
+			}
+			if _, err := tx.Exec(ctx, `insert into budgets (account_id, scope, amount, percents) values ($1, $2, $3, $4)`,
+				accountID, b.Scope, num(b.Amount), pcts); err != nil {
+				if isForeignKeyViolation(err) {
+					return apperr.New(apperr.NotFound, "account %d not found", accountID)
+				}
+				return fmt.Errorf("insert budget %s of account %d: %w", b.Scope, accountID, err)
+			}
+		}
+		return nil
+	})
+}
+
 // SaveAccruals upserts the accruals and records new events in one
 // transaction.
 func (s *Billing) SaveAccruals(ctx context.Context, accruals []billing.Accrual, events []billing.Event) (int, error) {
@@ -849,4 +872,32 @@ func (s *Billing) FinishAccrualRun(ctx context.Context, id int64, watermark time
 	_, err := s.DB.Pool.Exec(ctx, `update accrual_runs set finished_at = clock_timestamp(), watermark = $2, accounts = $3, events = $4 where id = $1`,
 		id, watermark, accounts, events)
 	return err
+}
+
+// MarkOverdue marks issued bills whose due date is before the local day of
+// now in their time zone as overdue, and records a bill.overdue event for
+// each in the same transaction.
+func (s *Billing) MarkOverdue(ctx context.Context, now time.Time) (int, error) {
+	var n int
+	err := s.DB.InTx(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `
+			with due as (
+				update bills set status = 'overdue'
+				 where status = 'issued' and due_date < ($1::timestamptz at time zone time_zone)::date
+				returning id, account_id, household_id, total, currency, due_date, period_start, period_end),
+			ev as (
+				insert into outbox (event_key, kind, account_id, payload, occurred_at)
+				select 'bill.overdue:' || id, 'bill.overdue', account_id,
+				       jsonb_build_object('bill_id', id, 'account_id', account_id, 'household_id', household_id,
+				                          'total', total::text, 'currency', currency, 'due_date', due_date::text,
+				                          'period_start', period_start::text, 'period_end', period_end::text),
+				       $1
+				  from due
+				on conflict (event_key) do nothing)
+			select count(*) from due`, now).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("mark overdue bills: %w", err)
+	}
+	return n, nil
 }

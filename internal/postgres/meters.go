@@ -27,10 +27,10 @@ func (s *Meters) CreateMeters(ctx context.Context, ms []device.NewMeter) error {
 	}
 	err := s.DB.InTx(ctx, func(tx pgx.Tx) error {
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{"meters"},
-			[]string{"id", "utility", "service_point_id", "token_hash"},
+			[]string{"id", "utility", "model", "service_point_id", "token_hash"},
 			pgx.CopyFromSlice(len(ms), func(i int) ([]any, error) {
 				m := ms[i]
-				return []any{m.ID, string(m.Utility), m.ServicePointID, m.TokenHash}, nil
+				return []any{m.ID, string(m.Utility), m.Model, m.ServicePointID, m.TokenHash}, nil
 			}))
 		return err
 	})
@@ -53,8 +53,8 @@ func (s *Meters) CreateMeters(ctx context.Context, ms []device.NewMeter) error {
 func (s *Meters) MeterCredential(ctx context.Context, id string) (device.Credential, error) {
 	var c device.Credential
 	var utility, status string
-	err := s.DB.Pool.QueryRow(ctx, `select id, utility, token_hash, status from meters where id = $1`, id).
-		Scan(&c.ID, &utility, &c.TokenHash, &status)
+	err := s.DB.Pool.QueryRow(ctx, `select id, utility, model, token_hash, status from meters where id = $1`, id).
+		Scan(&c.ID, &utility, &c.Model, &c.TokenHash, &status)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, apperr.New(apperr.NotFound, "meter %q not found", id)
 	}
@@ -81,7 +81,7 @@ func (s *Meters) RevokeMeter(ctx context.Context, id string, at time.Time) error
 // ListMeters lists meters in id order after the given id.
 func (s *Meters) ListMeters(ctx context.Context, after string, limit int) ([]device.Meter, error) {
 	rows, err := s.DB.Pool.Query(ctx,
-		`select id, utility, service_point_id, status, created_at, revoked_at
+		`select id, utility, model, service_point_id, status, created_at, revoked_at
 		   from meters where id > $1 order by id limit $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list meters: %w", err)
@@ -89,7 +89,7 @@ func (s *Meters) ListMeters(ctx context.Context, after string, limit int) ([]dev
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (device.Meter, error) {
 		var m device.Meter
 		var utility, status string
-		err := r.Scan(&m.ID, &utility, &m.ServicePointID, &status, &m.CreatedAt, &m.RevokedAt)
+		err := r.Scan(&m.ID, &utility, &m.Model, &m.ServicePointID, &status, &m.CreatedAt, &m.RevokedAt)
 		m.Utility, m.Status = meter.Utility(utility), device.Status(status)
 		return m, err
 	})

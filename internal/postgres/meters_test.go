@@ -104,3 +104,27 @@ func TestAuthenticationStormHitsTheStoreOncePerMeter(t *testing.T) {
 	wg.Wait()
 	assert.LessOrEqual(t, store.lookups.Load(), int64(len(prov)), "a reconnect storm must be served from the cache")
 }
+
+// A meter's model is stored, listed and carried into its identity, where
+// the ingest pipeline picks its VEE rules by it.
+func TestMeterModel(t *testing.T) {
+	ctx := context.Background()
+	reg := device.NewRegistry(&postgres.Meters{DB: testenv.PostgresDB(t)}, device.Config{})
+	out, err := reg.Provision(ctx, []device.Request{{ID: "E-M", Utility: meter.Electricity, Model: "EM-5D"}, {ID: "E-N", Utility: meter.Electricity}})
+	require.NoError(t, err)
+	id, err := reg.Authenticate(ctx, "E-M", out[0].Token)
+	require.NoError(t, err)
+	assert.Equal(t, "EM-5D", id.Model)
+	id, err = reg.Authenticate(ctx, "E-N", out[1].Token)
+	require.NoError(t, err)
+	assert.Empty(t, id.Model)
+	ms, err := reg.List(ctx, "", 10)
+	require.NoError(t, err)
+	require.Len(t, ms, 2)
+	assert.Equal(t, "EM-5D", ms[0].Model)
+
+	_, err = reg.Provision(ctx, []device.Request{{ID: "E-X", Utility: meter.Electricity, Model: "bad model!"}})
+	var ae *apperr.Error
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, "meters[0].model", ae.Field)
+}

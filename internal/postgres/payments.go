@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +18,7 @@ import (
 	"github.com/meterflow/meterflow/internal/ledger"
 	"github.com/meterflow/meterflow/internal/otp"
 	"github.com/meterflow/meterflow/internal/payment"
+	"github.com/meterflow/meterflow/internal/phone"
 )
 
 // Payments is the PostgreSQL store of payments, one-time passwords, SMS
@@ -28,7 +30,7 @@ var _ payment.Store = (*Payments)(nil)
 const paymentColumns = `p.id, p.household_id, p.account_id, coalesce(p.bill_id, 0), coalesce(p.autopay_rule_id, 0), p.kind,
 	p.amount, p.currency, p.payee, p.payment_method_id, m.token, p.state, p.idempotency_key, p.gateway,
 	p.gateway_charge_id, p.gateway_status, p.attempts, p.failure_reason, p.confirm_by, p.lease_until,
-	p.created_at, p.updated_at, p.otp_sent_at, p.confirmed_at, p.charging_at, p.settled_at`
+	p.created_at, p.updated_at, p.otp_sent_at, p.confirmed_at, p.charging_at, p.settled_at, p.requires_otp`
 
 func scanPayment(row pgx.Row) (payment.Payment, error) {
 	var p payment.Payment
@@ -38,7 +40,7 @@ func scanPayment(row pgx.Row) (payment.Payment, error) {
 	err := row.Scan(&p.ID, &p.HouseholdID, &p.AccountID, &p.BillID, &p.AutoPayRuleID, &kind,
 		&amount, &p.Currency, &p.Payee, &p.PaymentMethodID, &p.MethodToken, &state, &p.IdempotencyKey, &p.Gateway,
 		&p.GatewayChargeID, &p.GatewayStatus, &p.Attempts, &p.FailureReason, &p.ConfirmBy, &lease,
-		&p.CreatedAt, &p.UpdatedAt, &sent, &confirmed, &charging, &settled)
+		&p.CreatedAt, &p.UpdatedAt, &sent, &confirmed, &charging, &settled, &p.RequiresOTP)
 	if err != nil {
 		return p, err
 	}
@@ -77,14 +79,14 @@ func (s *Payments) CreatePayment(ctx context.Context, p payment.Payment) (paymen
 	var id int64
 	err := s.DB.Pool.QueryRow(ctx, `
 		insert into payments (household_id, account_id, bill_id, autopay_rule_id, kind, amount, currency, payee,
-		                      payment_method_id, state, idempotency_key, gateway, confirm_by, created_at, updated_at)
-		select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14
+		                      payment_method_id, state, idempotency_key, gateway, confirm_by, created_at, updated_at, requires_otp)
+		select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15
 		  from payment_methods m
 		 where m.id = $9 and m.household_id = $1 and m.disabled_at is null
 		on conflict (idempotency_key) do nothing
 		returning id`,
 		p.HouseholdID, p.AccountID, nullID(p.BillID), nullID(p.AutoPayRuleID), string(p.Kind), num(p.Amount), p.Currency, p.Payee,
-		p.PaymentMethodID, string(p.State), p.IdempotencyKey, p.Gateway, p.ConfirmBy, p.CreatedAt).Scan(&id)
+		p.PaymentMethodID, string(p.State), p.IdempotencyKey, p.Gateway, p.ConfirmBy, p.CreatedAt, p.RequiresOTP).Scan(&id)
 	created := err == nil
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = s.DB.Pool.QueryRow(ctx, `select id from payments where idempotency_key = $1`, p.IdempotencyKey).Scan(&id)
@@ -205,19 +207,34 @@ func (s *Payments) SMSResult(ctx context.Context, id int64, providerID string, s
 	return nil
 }
 
-// SMSDelivery records a provider's delivery report for a message.
+// SMSDelivery records a provider's delivery report for a message. Statuses
+// only move forward: queued, then sent, then one of delivered, undelivered
+// and failed, which is final. A report that would move a message backwards
+// or sideways (a late "sent" after "delivered", or a second final status)
+// changes nothing and is not an error, since providers do not promise to
+// report in order; a repeated report is a no-op.
 func (s *Payments) SMSDelivery(ctx context.Context, provider, providerID, status, errText string, now time.Time) error {
 	switch status {
 	case "sent", "delivered", "failed", "undelivered":
 	default:
 		return apperr.Field("status", "unknown delivery status %q", status)
 	}
-	tag, err := s.DB.Pool.Exec(ctx, `update sms_messages set status = $3, error = $4, updated_at = $5
-		where provider = $1 and provider_id = $2`, provider, providerID, status, errText, now)
+	var found, changed int
+	err := s.DB.Pool.QueryRow(ctx, `
+		with m as (
+			select id, status from sms_messages where provider = $1 and provider_id = $2 for update
+		), u as (
+			update sms_messages s set status = $3, error = $4, updated_at = $5
+			  from m
+			 where s.id = m.id and (m.status = 'queued' or (m.status = 'sent' and $3 <> 'sent'))
+			returning s.id
+		)
+		select (select count(*) from m), (select count(*) from u)`,
+		provider, providerID, status, errText, now).Scan(&found, &changed)
 	if err != nil {
 		return fmt.Errorf("record delivery of %s: %w", providerID, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if found == 0 {
 		return apperr.New(apperr.NotFound, "no message %s from %s", providerID, provider)
 	}
 	return nil
@@ -459,8 +476,15 @@ type DevSMS struct{ DB *DB }
 
 var _ payment.Sender = (*DevSMS)(nil)
 
-// Send stores the message and returns its inbox id as the provider id.
+// Send stores the message and returns its inbox id as the provider id. Like
+// a real sender it refuses a number not in E.164 and an empty text.
 func (d *DevSMS) Send(ctx context.Context, to, body string) (string, error) {
+	if !phone.IsE164(to) {
+		return "", apperr.Field("to", "not an E.164 number")
+	}
+	if strings.TrimSpace(body) == "" {
+		return "", apperr.Field("body", "must not be empty")
+	}
 	var id int64
 	if err := d.DB.Pool.QueryRow(ctx, `insert into sms_dev_inbox (to_e164, body) values ($1, $2) returning id`, to, body).Scan(&id); err != nil {
 		return "", fmt.Errorf("dev sms: %w", err)
@@ -468,23 +492,49 @@ func (d *DevSMS) Send(ctx context.Context, to, body string) (string, error) {
 	return "dev-" + strconv.FormatInt(id, 10), nil
 }
 
-// DevInboxMessage is a message in the development inbox.
-type DevInboxMessage struct {
-	ID        int64
-	To        string
-	Body      string
-	CreatedAt time.Time
-}
-
 // Inbox returns the messages sent to a number, newest first.
-func (d *DevSMS) Inbox(ctx context.Context, to string, limit int) ([]DevInboxMessage, error) {
+func (d *DevSMS) Inbox(ctx context.Context, to string, limit int) ([]payment.InboxMessage, error) {
 	rows, err := d.DB.Pool.Query(ctx, `select id, to_e164, body, created_at from sms_dev_inbox where to_e164 = $1 order by id desc limit $2`, to, limit)
 	if err != nil {
 		return nil, fmt.Errorf("dev inbox: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (DevInboxMessage, error) {
-		var m DevInboxMessage
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.InboxMessage, error) {
+		var m payment.InboxMessage
 		err := r.Scan(&m.ID, &m.To, &m.Body, &m.CreatedAt)
 		return m, err
+	})
+}
+
+// ListPayments lists payments newest first: of one household (0: all),
+// in one state ("" for any), with ids below before (0: from the newest).
+func (s *Payments) ListPayments(ctx context.Context, householdID int64, state string, before int64, limit int) ([]payment.Payment, error) {
+	rows, err := s.DB.Pool.Query(ctx, `select `+paymentColumns+`
+		from payments p join payment_methods m on m.id = p.payment_method_id
+		where ($1 = 0 or p.household_id = $1) and ($2 = '' or p.state = $2) and ($3 = 0 or p.id < $3)
+		order by p.id desc limit $4`, householdID, state, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list payments: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.Payment, error) { return scanPayment(r) })
+}
+
+// PaymentStats counts payments created since a time by state and currency.
+func (s *Payments) PaymentStats(ctx context.Context, since time.Time) ([]payment.StateCount, error) {
+	rows, err := s.DB.Pool.Query(ctx, `select state, currency, count(*), sum(amount) from payments where created_at >= $1
+		group by state, currency order by state, currency`, since)
+	if err != nil {
+		return nil, fmt.Errorf("payment stats: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.StateCount, error) {
+		var c payment.StateCount
+		var state string
+		var sum pgtype.Numeric
+		if err := r.Scan(&state, &c.Currency, &c.Count, &sum); err != nil {
+			return c, err
+		}
+		c.State = payment.State(state)
+		var err error
+		c.Amount, err = dec(sum)
+		return c, err
 	})
 }
