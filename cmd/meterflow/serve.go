@@ -18,8 +18,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/shopspring/decimal"
 
 	"github.com/meterflow/meterflow/docs"
+	"github.com/meterflow/meterflow/internal/alert"
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/billing"
 	"github.com/meterflow/meterflow/internal/broker"
@@ -85,6 +87,59 @@ type ServeCmd struct {
 
 	Auth     AuthFlags     `embed:"" group:"Sign-in"`
 	Payments PaymentsFlags `embed:"" group:"Payments"`
+	Alerts   AlertFlags    `embed:"" group:"Alerts and alarms"`
+}
+
+// AlertFlags configure household alerts and operator alarms
+// (docs/alerts.md). A zero value takes the default of alert.DefaultConfig.
+type AlertFlags struct {
+	Off              bool          `name:"alerts-off" env:"MF_ALERTS_OFF" default:"false" help:"Do not evaluate or send alerts and alarms on this node (${env}); the API still serves them."`
+	EvaluateEvery    time.Duration `name:"alert-evaluate-interval" env:"MF_ALERT_EVALUATE_INTERVAL" default:"5m" help:"How often the periodic alert rules and the alarms run (${env})."`
+	UpcomingBillDays int           `name:"alert-upcoming-bill-days" env:"MF_ALERT_UPCOMING_BILL_DAYS" default:"3" help:"Alert this many days before an unpaid bill is due (${env})."`
+	SilentAfter      time.Duration `name:"alert-silent-after" env:"MF_ALERT_SILENT_AFTER" default:"24h" help:"Alert a household when its meter is silent this long (${env})."`
+	AbnormalFactor   string        `name:"alert-abnormal-factor" env:"MF_ALERT_ABNORMAL_FACTOR" default:"2" help:"Today's usage at least this many times the same-weekday median is abnormal (${env})."`
+	OfflineAfter     time.Duration `name:"alarm-offline-after" env:"MF_ALARM_OFFLINE_AFTER" default:"6h" help:"Raise meter_offline when a meter is silent this long (${env})."`
+	VEEPerHour       float64       `name:"alarm-vee-per-hour" env:"MF_ALARM_VEE_PER_HOUR" default:"12" help:"Raise vee_rate above this many VEE exceptions per meter and hour (${env})."`
+	MaxIngestLag     uint64        `name:"alarm-ingest-lag" env:"MF_ALARM_INGEST_LAG" default:"100000" help:"Raise ingest_lag above this many journal records waiting for the stores (${env})."`
+	PaymentFailRatio float64       `name:"alarm-payment-failure-ratio" env:"MF_ALARM_PAYMENT_FAILURE_RATIO" default:"0.25" help:"Raise payment_failure_rate when more than this fraction of the last hour's payments failed (${env})."`
+	PaymentMinCount  int           `name:"alarm-payment-min-count" env:"MF_ALARM_PAYMENT_MIN_COUNT" default:"10" help:"Raise payment_failure_rate only when at least this many payments settled in the last hour (${env})."`
+}
+
+// Config returns the alert configuration, defaults filled in.
+func (f AlertFlags) Config() (alert.Config, error) {
+	c := alert.DefaultConfig()
+	if f.EvaluateEvery != 0 {
+		c.EvaluateEvery = f.EvaluateEvery
+	}
+	if f.UpcomingBillDays != 0 {
+		c.UpcomingBillDays = f.UpcomingBillDays
+	}
+	if f.SilentAfter != 0 {
+		c.SilentAfter = f.SilentAfter
+	}
+	if f.AbnormalFactor != "" {
+		d, err := decimal.NewFromString(f.AbnormalFactor)
+		if err != nil {
+			return c, fmt.Errorf("alert-abnormal-factor: %q is not a number", f.AbnormalFactor)
+		}
+		c.AbnormalFactor = d
+	}
+	if f.OfflineAfter != 0 {
+		c.OfflineAfter = f.OfflineAfter
+	}
+	if f.VEEPerHour != 0 {
+		c.VEEPerHour = f.VEEPerHour
+	}
+	if f.MaxIngestLag != 0 {
+		c.MaxIngestLag = f.MaxIngestLag
+	}
+	if f.PaymentFailRatio != 0 {
+		c.PaymentMaxFailure = f.PaymentFailRatio
+	}
+	if f.PaymentMinCount != 0 {
+		c.PaymentMinCount = f.PaymentMinCount
+	}
+	return c, c.Validate()
 }
 
 // PaymentsFlags configure payments, auto-pay and the billing loops that
@@ -188,6 +243,9 @@ func (c *ServeCmd) Validate() error {
 	if c.Auth.SessionTTL != 0 && (c.Auth.SessionTTL < time.Minute || c.Auth.SessionTTL > 30*24*time.Hour) {
 		errs = append(errs, fmt.Errorf("session-ttl: %s is outside 1m..720h", c.Auth.SessionTTL))
 	}
+	if _, err := c.Alerts.Config(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Payments.RecoverEvery <= 0 || c.Payments.OutboxPoll <= 0 || c.Payments.AccrualEvery < 0 {
 		errs = append(errs, errors.New("payment-recover-interval and outbox-poll: must be positive; accrual-interval: not negative"))
 	}
@@ -278,6 +336,7 @@ type Main struct {
 	Billing  *billing.Service
 	Payments *payment.Service
 	Setup    *payment.Setup
+	Alerts   *alert.Service
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -401,6 +460,8 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Open alert streams end when the server shuts down, not at its timeout.
+	m.httpSrv.RegisterOnShutdown(m.Alerts.Hub().Close)
 	go func() {
 		if err := m.httpSrv.Serve(m.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
@@ -441,16 +502,40 @@ func (m *Main) apiConfig(context.Context) (*httpapi.APIConfig, error) {
 	if err := m.startPayments(pays, sender, key); err != nil {
 		return nil, err
 	}
+	if err := m.startAlerts(sender); err != nil {
+		return nil, err
+	}
 	api := &httpapi.APIConfig{
 		Auth: m.Auth, Portal: &postgres.Portal{DB: m.DB}, Usage: m.Influx, Bills: m.Billing, Devices: m.Devices,
 		Payments: m.Payments, PaymentSetup: m.Setup, PaymentLog: pays,
-		Fleet:   fleet{m},
+		Fleet: fleet{m}, Alerts: m.Alerts,
 		OpenAPI: docs.OpenAPI, CookieSecure: cfg.Auth.CookieSecure,
 	}
 	if cfg.Payments.SMS == "dev" {
 		api.DevInbox = devSMS
 	}
 	return api, nil
+}
+
+// startAlerts builds the alert service and, unless alerts are off on this
+// node, runs it: outbox events to alerts, the periodic rules and alarms,
+// and the notification sender (SMS through the same sender as payments).
+func (m *Main) startAlerts(sender payment.Sender) error {
+	cfg, err := m.Config.Alerts.Config()
+	if err != nil {
+		return err
+	}
+	cfg.Logger, cfg.SMSProvider = m.Logger.With("component", "alerts"), m.Config.Payments.SMS
+	if m.Alerts, err = alert.New(alert.Deps{
+		Store: &postgres.Alerts{DB: m.DB}, Outbox: &postgres.Outbox{DB: m.DB}, Sender: sender, Lag: m.Pipeline,
+		Probes: []alert.Probe{{Name: "postgres", Check: m.DB.Ping}, {Name: "influxdb", Check: m.Influx.Ping}},
+	}, cfg); err != nil {
+		return err
+	}
+	if !m.Config.Alerts.Off {
+		m.background(m.Alerts.Run)
+	}
+	return nil
 }
 
 // startPayments builds the payment service and starts its loops: auto-pay

@@ -84,6 +84,9 @@ type APIConfig struct {
 	Fleet Fleet
 	// LiveEvery is how often /fleet/live sends a snapshot (default 1 s).
 	LiveEvery time.Duration
+	// Alerts serves the alert inbox, preferences, live stream and alarms;
+	// nil answers "unavailable".
+	Alerts Alerts
 	// OpenAPI is the document served at /api/v1/openapi.yaml.
 	OpenAPI []byte
 	// CookieSecure marks cookies Secure; turn it off only for local http.
@@ -173,6 +176,9 @@ type Route struct {
 	// Scope, when set, also admits API tokens granted it.
 	Scope   string
 	Summary string
+	// Stream marks a long-lived response (server-sent events): it is not
+	// bounded by RequestTimeout and ends when the client goes away.
+	Stream  bool
 	handler handlerFunc
 }
 
@@ -222,7 +228,10 @@ func (a *api) mount(mux *http.ServeMux) {
 // CSRF, the access rule, and error mapping.
 func (a *api) wrap(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+		ctx, cancel := r.Context(), context.CancelFunc(func() {})
+		if !rt.Stream {
+			ctx, cancel = context.WithTimeout(ctx, a.cfg.RequestTimeout)
+		}
 		defer cancel()
 		r = r.WithContext(ctx)
 		if r.ContentLength > a.cfg.MaxBodyBytes {

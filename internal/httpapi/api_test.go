@@ -20,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/meterflow/meterflow/docs"
+	"github.com/meterflow/meterflow/internal/alert"
 	"github.com/meterflow/meterflow/internal/apperr"
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/billing"
@@ -75,7 +76,7 @@ func (noUsage) Usage(context.Context, []string, string, time.Time, time.Time, po
 
 // household is one household's fixture: its user and resources.
 type household struct {
-	id                         int64
+	id, alertID                int64
 	phone                      string
 	account, bill, paymentID   int64
 	premise, servicePoint      int64
@@ -85,15 +86,17 @@ type household struct {
 }
 
 type env struct {
-	t     *testing.T
-	srv   *Server
-	db    *postgres.DB
-	auth  *auth.Service
-	bills *billing.Service
-	sms   *outbox
-	clock *clock
-	a, b  household
-	op    household
+	t      *testing.T
+	srv    *Server
+	alerts *alert.Service
+	alarm  int64
+	db     *postgres.DB
+	auth   *auth.Service
+	bills  *billing.Service
+	sms    *outbox
+	clock  *clock
+	a, b   household
+	op     household
 }
 
 const password = "correct horse battery"
@@ -158,6 +161,12 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 			period_start_at, period_end_at, time_zone, currency, subtotal, tax, total, issued_at, due_date)
 			values ($1, $2, '2026-01-01', '2026-02-01', '2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', 'Europe/London', 'GBP',
 			10, 2, 12, now(), '2026-02-15') returning id`, h.account, h.id).Scan(&h.bill))
+		var created bool
+		h.alertID, created, err = (&postgres.Alerts{DB: db}).Record(ctx, alert.Alert{Key: "test:" + h.accountNumber, HouseholdID: h.id,
+			AccountID: h.account, Kind: alert.KindBillIssued, Title: "Bill " + h.accountNumber, Body: "for " + h.accountNumber, CreatedAt: clk.Now()},
+			[]alert.Delivery{{Channel: alert.InApp, NotBefore: clk.Now()}})
+		require.NoError(t, err)
+		require.True(t, created)
 		_, err = as.CreateUser(ctx, auth.NewUser{Phone: h.phone, Password: password, Role: auth.RoleHousehold, HouseholdID: h.id})
 		require.NoError(t, err)
 	}
@@ -183,10 +192,17 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 	_, err = as.CreateUser(ctx, auth.NewUser{Phone: e.op.phone, Password: password, Role: auth.RoleOperator})
 	require.NoError(t, err)
 
+	require.NoError(t, db.Pool.QueryRow(ctx, `insert into alarms (kind, subject, message, raised_at, last_seen_at)
+		values ('meter_offline', 'M-1', 'offline', now(), now()) returning id`).Scan(&e.alarm))
+	acfg := alert.DefaultConfig()
+	acfg.Now = clk.Now
+	e.alerts, err = alert.New(alert.Deps{Store: &postgres.Alerts{DB: db}, Outbox: &postgres.Outbox{DB: db}, Sender: sms}, acfg)
+	require.NoError(t, err)
+
 	cfg := APIConfig{
 		Auth: as, Portal: &postgres.Portal{DB: db}, Usage: noUsage{}, Bills: bs,
 		Devices:  device.NewRegistry(&postgres.Meters{DB: db}, device.Config{}),
-		Payments: pays, PaymentSetup: setup, PaymentLog: store, DevInbox: &postgres.DevSMS{DB: db},
+		Payments: pays, PaymentSetup: setup, PaymentLog: store, DevInbox: &postgres.DevSMS{DB: db}, Alerts: e.alerts,
 		OpenAPI: docs.OpenAPI, Now: clk.Now,
 	}
 	if tune != nil {
@@ -225,7 +241,9 @@ func (e *env) do(method, path string, body any, h *household, cookie bool, hdr m
 		require.NoError(e.t, err)
 		rd = bytes.NewReader(j)
 	}
-	req := httptest.NewRequest(method, path, rd)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, method, path, rd)
 	req.RemoteAddr = "192.0.2.1:1234"
 	if h != nil {
 		if cookie {
@@ -238,8 +256,23 @@ func (e *env) do(method, path string, body any, h *household, cookie bool, hdr m
 		req.Header.Set(k, v)
 	}
 	rec := httptest.NewRecorder()
-	e.srv.ServeHTTP(rec, req)
+	e.srv.ServeHTTP(flushEnds{rec, cancel}, req)
 	return resp{code: rec.Code, body: rec.Body.Bytes(), cookies: rec.Result().Cookies()}
+}
+
+// flushEnds ends the request's context when a stream of server-sent
+// events flushes, so a test sees what the stream sent first; other
+// responses that flush (exports) run to their end.
+type flushEnds struct {
+	*httptest.ResponseRecorder
+	cancel context.CancelFunc
+}
+
+func (f flushEnds) Flush() {
+	f.ResponseRecorder.Flush()
+	if f.Header().Get("Content-Type") == "text/event-stream" {
+		f.cancel()
+	}
 }
 
 func (e *env) signIn(h *household) {
@@ -274,12 +307,14 @@ func TestRouteAccess(t *testing.T) {
 	other := map[string]string{ // household B's resources, requested by A
 		"account": fmt.Sprint(e.b.account), "bill": fmt.Sprint(e.b.bill),
 		"payment": fmt.Sprint(e.b.paymentID), "meter": e.b.meterID,
+		"alert": fmt.Sprint(e.b.alertID), "alarm": fmt.Sprint(e.alarm),
 		"household": fmt.Sprint(e.b.id), "premise": fmt.Sprint(e.b.premise), "tariff": flatTariffCode,
 		"phone": fmt.Sprint(e.b.phoneID), "method": fmt.Sprint(e.b.methodID), "rule": fmt.Sprint(e.b.ruleID),
 	}
 	own := map[string]string{
 		"account": fmt.Sprint(e.a.account), "bill": fmt.Sprint(e.a.bill),
 		"payment": fmt.Sprint(e.a.paymentID), "meter": e.a.meterID,
+		"alert": fmt.Sprint(e.a.alertID), "alarm": fmt.Sprint(e.alarm),
 		"household": fmt.Sprint(e.a.id), "premise": fmt.Sprint(e.a.premise), "tariff": flatTariffCode,
 		"phone": fmt.Sprint(e.a.phoneID), "method": fmt.Sprint(e.a.methodID), "rule": fmt.Sprint(e.a.ruleID),
 	}
@@ -289,6 +324,8 @@ func TestRouteAccess(t *testing.T) {
 		"/autopay/{rule}/confirm":     confirmRequest{Code: "123456"},
 		"/bills/{bill}/pay":           payBillRequest{PaymentMethodID: 1},
 		"/meters":                     map[string]any{"meters": []map[string]string{{"id": "NEW-1", "utility": "electricity"}}},
+		"/alert-preferences":          map[string]any{"channels": map[string][]string{"leak": {"inapp"}}},
+		"/alarms/{alarm}/ack":         map[string]string{"note": "seen"},
 		"/accounts/{account}/budgets": budgetsBody{Budgets: []budgetView{{Scope: "account", Amount: decimal.RequireFromString("99.50")}}},
 		"/tariffs":                    []byte(strings.Replace(flatTariff, "TEST-E-FLAT", "TEST-E-NEW", 1)),
 	}

@@ -37,6 +37,7 @@ func (a *api) routeTable() []Route {
 		a.tariffRoutes(),
 		a.paymentRoutes(),
 		a.operatorRoutes(),
+		a.alertRoutes(),
 		a.fleetRoutes(),
 		a.fleetStatsRoutes(),
 	)

@@ -46,6 +46,33 @@ func CanMove(from, to State) bool {
 // Final reports whether s is a terminal state.
 func (s State) Final() bool { return len(transitions[s]) == 0 }
 
+// Outbox event kinds of payment state changes. The store writes one in the
+// same transaction as the move into its state, keyed "<kind>:<payment id>",
+// so alerts learn of each change exactly once.
+const (
+	EventOTPSent   = "payment.otp_sent" // the household is asked to confirm
+	EventSucceeded = "payment.succeeded"
+	EventFailed    = "payment.failed"
+	EventExpired   = "payment.expired"
+)
+
+// EventKind is the outbox event a move into s writes, or "" for none
+// (confirmed and charging are steps the household does not need to hear
+// about; canceled is the household's own doing).
+func EventKind(s State) string {
+	switch s {
+	case OTPSent:
+		return EventOTPSent
+	case Succeeded:
+		return EventSucceeded
+	case Failed:
+		return EventFailed
+	case Expired:
+		return EventExpired
+	}
+	return ""
+}
+
 // Kind is what a payment pays.
 type Kind string
 

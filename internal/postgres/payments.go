@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -145,8 +146,35 @@ func (s *Payments) Update(ctx context.Context, id int64, fn func(payment.Tx, *pa
 		if err != nil {
 			return fmt.Errorf("save payment %d: %w", id, err)
 		}
+		if p.State != before.State {
+			return paymentEvent(ctx, tx, &p)
+		}
 		return nil
 	})
+}
+
+// paymentEvent writes the outbox event of p's move into its state, in the
+// transaction that saves the move. Its key is unique per payment and kind.
+func paymentEvent(ctx context.Context, tx pgx.Tx, p *payment.Payment) error {
+	kind := payment.EventKind(p.State)
+	if kind == "" {
+		return nil
+	}
+	payload, err := json.Marshal(map[string]any{
+		"payment_id": p.ID, "household_id": p.HouseholdID, "account_id": p.AccountID, "bill_id": p.BillID,
+		"kind": p.Kind, "amount": p.Amount.String(), "currency": p.Currency, "payee": p.Payee,
+		"state": p.State, "failure_reason": p.FailureReason, "confirm_by": p.ConfirmBy,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `insert into outbox (event_key, kind, account_id, payload, occurred_at)
+		values ($1, $2, $3, $4, $5) on conflict (event_key) do nothing`,
+		fmt.Sprintf("%s:%d", kind, p.ID), kind, p.AccountID, payload, p.UpdatedAt)
+	if err != nil {
+		return fmt.Errorf("outbox event of payment %d: %w", p.ID, err)
+	}
+	return nil
 }
 
 // DuePending lists unconfirmed payments past their deadline.
