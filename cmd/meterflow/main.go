@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/meterflow/meterflow/internal/httpapi"
 )
 
 // CLI is the whole command line. Every flag can also be set by the
@@ -24,6 +27,7 @@ type CLI struct {
 	Meters  MetersCmd  `cmd:"" help:"Provision, revoke and list meters; issue their client certificates."`
 	CA      CACmd      `cmd:"" name:"ca" help:"Certificate authority for development."`
 	Users   UsersCmd   `cmd:"" help:"Create users who sign in to the API."`
+	Tokens  TokensCmd  `cmd:"" help:"Create, list and revoke API tokens for integrators."`
 
 	Tariffs  TariffsCmd  `cmd:"" help:"Load tariffs."`
 	BillRun  BillRunCmd  `cmd:"" name:"bill-run" help:"Bill every account whose cycle has ended."`
@@ -31,6 +35,8 @@ type CLI struct {
 	Accruals AccrualsCmd `cmd:"" help:"Keep the cost so far of running cycles current."`
 	Seed     SeedCmd     `cmd:"" help:"Generate synthetic households with usage (development, benchmarks)."`
 	Ledger   LedgerCmd   `cmd:"" help:"Check the payments ledger."`
+	Phones   PhonesCmd   `cmd:"" help:"Record households' phone numbers."`
+	SMS      SMSCmd      `cmd:"" name:"sms" help:"Read the development SMS inbox."`
 
 	Version VersionCmd `cmd:"" help:"Print the version."`
 }
@@ -69,6 +75,7 @@ func main() {
 		kong.Description("Meterflow takes smart meters from telemetry to paid bills."),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Vars{"scopes": strings.Join(httpapi.Scopes, ", ")},
 	)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -18,8 +18,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/shopspring/decimal"
 
 	"github.com/meterflow/meterflow/docs"
+	"github.com/meterflow/meterflow/internal/alert"
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/billing"
 	"github.com/meterflow/meterflow/internal/broker"
@@ -32,8 +34,10 @@ import (
 	"github.com/meterflow/meterflow/internal/outbox"
 	"github.com/meterflow/meterflow/internal/payment"
 	"github.com/meterflow/meterflow/internal/payment/sandbox"
+	"github.com/meterflow/meterflow/internal/payment/stripegw"
 	"github.com/meterflow/meterflow/internal/phone"
 	"github.com/meterflow/meterflow/internal/postgres"
+	"github.com/meterflow/meterflow/internal/sms"
 	"github.com/meterflow/meterflow/internal/vee"
 	"github.com/meterflow/meterflow/internal/web"
 )
@@ -83,19 +87,98 @@ type ServeCmd struct {
 
 	Auth     AuthFlags     `embed:"" group:"Sign-in"`
 	Payments PaymentsFlags `embed:"" group:"Payments"`
+	Alerts   AlertFlags    `embed:"" group:"Alerts and alarms"`
+}
+
+// AlertFlags configure household alerts and operator alarms
+// (docs/alerts.md). A zero value takes the default of alert.DefaultConfig.
+type AlertFlags struct {
+	Off              bool          `name:"alerts-off" env:"MF_ALERTS_OFF" default:"false" help:"Do not evaluate or send alerts and alarms on this node (${env}); the API still serves them."`
+	EvaluateEvery    time.Duration `name:"alert-evaluate-interval" env:"MF_ALERT_EVALUATE_INTERVAL" default:"5m" help:"How often the periodic alert rules and the alarms run (${env})."`
+	UpcomingBillDays int           `name:"alert-upcoming-bill-days" env:"MF_ALERT_UPCOMING_BILL_DAYS" default:"3" help:"Alert this many days before an unpaid bill is due (${env})."`
+	SilentAfter      time.Duration `name:"alert-silent-after" env:"MF_ALERT_SILENT_AFTER" default:"24h" help:"Alert a household when its meter is silent this long (${env})."`
+	AbnormalFactor   string        `name:"alert-abnormal-factor" env:"MF_ALERT_ABNORMAL_FACTOR" default:"2" help:"Today's usage at least this many times the same-weekday median is abnormal (${env})."`
+	OfflineAfter     time.Duration `name:"alarm-offline-after" env:"MF_ALARM_OFFLINE_AFTER" default:"6h" help:"Raise meter_offline when a meter is silent this long (${env})."`
+	VEEPerHour       float64       `name:"alarm-vee-per-hour" env:"MF_ALARM_VEE_PER_HOUR" default:"12" help:"Raise vee_rate above this many VEE exceptions per meter and hour (${env})."`
+	MaxIngestLag     uint64        `name:"alarm-ingest-lag" env:"MF_ALARM_INGEST_LAG" default:"100000" help:"Raise ingest_lag above this many journal records waiting for the stores (${env})."`
+	PaymentFailRatio float64       `name:"alarm-payment-failure-ratio" env:"MF_ALARM_PAYMENT_FAILURE_RATIO" default:"0.25" help:"Raise payment_failure_rate when more than this fraction of the last hour's payments failed (${env})."`
+	PaymentMinCount  int           `name:"alarm-payment-min-count" env:"MF_ALARM_PAYMENT_MIN_COUNT" default:"10" help:"Raise payment_failure_rate only when at least this many payments settled in the last hour (${env})."`
+}
+
+// Config returns the alert configuration, defaults filled in.
+func (f AlertFlags) Config() (alert.Config, error) {
+	c := alert.DefaultConfig()
+	if f.EvaluateEvery != 0 {
+		c.EvaluateEvery = f.EvaluateEvery
+	}
+	if f.UpcomingBillDays != 0 {
+		c.UpcomingBillDays = f.UpcomingBillDays
+	}
+	if f.SilentAfter != 0 {
+		c.SilentAfter = f.SilentAfter
+	}
+	if f.AbnormalFactor != "" {
+		d, err := decimal.NewFromString(f.AbnormalFactor)
+		if err != nil {
+			return c, fmt.Errorf("alert-abnormal-factor: %q is not a number", f.AbnormalFactor)
+		}
+		c.AbnormalFactor = d
+	}
+	if f.OfflineAfter != 0 {
+		c.OfflineAfter = f.OfflineAfter
+	}
+	if f.VEEPerHour != 0 {
+		c.VEEPerHour = f.VEEPerHour
+	}
+	if f.MaxIngestLag != 0 {
+		c.MaxIngestLag = f.MaxIngestLag
+	}
+	if f.PaymentFailRatio != 0 {
+		c.PaymentMaxFailure = f.PaymentFailRatio
+	}
+	if f.PaymentMinCount != 0 {
+		c.PaymentMinCount = f.PaymentMinCount
+	}
+	return c, c.Validate()
 }
 
 // PaymentsFlags configure payments, auto-pay and the billing loops that
 // raise their events.
 type PaymentsFlags struct {
-	Gateway         string        `name:"payment-gateway" env:"MF_PAYMENT_GATEWAY" default:"sandbox" enum:"sandbox" help:"Payment gateway: sandbox (test cards, no real money) (${env})."`
+	Gateway         string        `name:"payment-gateway" env:"MF_PAYMENT_GATEWAY" default:"sandbox" enum:"sandbox,stripe" help:"Payment gateway: sandbox (test cards, no real money) or stripe (${env})."`
 	Payee           string        `name:"payee" env:"MF_PAYEE" default:"Meterflow Energy" help:"Who households pay, as codes and receipts name it (${env})."`
 	PhoneRegion     string        `name:"phone-region" env:"MF_PHONE_REGION" default:"GB" help:"Country assumed for phone numbers written without a country code (${env})."`
-	SMS             string        `name:"sms-provider" env:"MF_SMS_PROVIDER" default:"dev" enum:"dev" help:"SMS provider: dev stores messages in the development inbox, readable in the portal (${env})."`
+	SMS             string        `name:"sms-provider" env:"MF_SMS_PROVIDER" default:"dev" enum:"dev,twilio" help:"SMS provider: dev stores messages in the development inbox, readable in the portal; twilio sends them (${env})."`
 	RecoverEvery    time.Duration `name:"payment-recover-interval" env:"MF_PAYMENT_RECOVER_INTERVAL" default:"30s" help:"How often unsettled charges are re-issued and unconfirmed payments expired (${env})."`
 	AccrualEvery    time.Duration `name:"accrual-interval" env:"MF_ACCRUAL_INTERVAL" default:"15m" help:"How often the cost so far of running cycles is recomputed, thresholds checked and unpaid bills past due marked overdue; 0 turns it off (${env})."`
 	OutboxPoll      time.Duration `name:"outbox-poll" env:"MF_OUTBOX_POLL" default:"1s" help:"How often auto-pay and the ledger look for new billing events (${env})."`
 	ConfirmDeadline time.Duration `name:"payment-confirm-within" env:"MF_PAYMENT_CONFIRM_WITHIN" default:"48h" help:"How long a payment waits for its code before it expires (${env})."`
+
+	StripeKey     string `name:"stripe-secret-key" env:"MF_STRIPE_SECRET_KEY" default:"" help:"Stripe secret or restricted key, for --payment-gateway stripe (${env})."`
+	StripeBackend string `name:"stripe-backend-url" env:"MF_STRIPE_BACKEND_URL" default:"https://api.stripe.com" help:"Stripe API address (a proxy, or stripe-mock on loopback for tests) (${env})."`
+
+	TwilioAccountSID string `name:"twilio-account-sid" env:"MF_TWILIO_ACCOUNT_SID" default:"" help:"Twilio account SID, for --sms-provider twilio (${env})."`
+	TwilioAuthToken  string `name:"twilio-auth-token" env:"MF_TWILIO_AUTH_TOKEN" default:"" help:"Twilio auth token: API password and the key of delivery-report signatures (${env})."`
+	TwilioFrom       string `name:"twilio-from" env:"MF_TWILIO_FROM" default:"" help:"Sender: an E.164 number or an alphanumeric sender id (${env})."`
+	TwilioService    string `name:"twilio-messaging-service-sid" env:"MF_TWILIO_MESSAGING_SERVICE_SID" default:"" help:"Messaging service SID, instead of --twilio-from (${env})."`
+	TwilioBaseURL    string `name:"twilio-base-url" env:"MF_TWILIO_BASE_URL" default:"https://api.twilio.com" help:"Twilio API address (${env})."`
+	TwilioCallback   string `name:"twilio-status-callback-url" env:"MF_TWILIO_STATUS_CALLBACK_URL" default:"" help:"Public URL of this server's delivery-report endpoint, /hooks/sms/status; empty: no delivery reports (${env})."`
+}
+
+// smsCallbackPath is where the SMS provider reports delivery.
+const smsCallbackPath = "/hooks/sms/status"
+
+func (f PaymentsFlags) smsConfig() sms.Config {
+	c := sms.DefaultConfig()
+	c.AccountSID, c.AuthToken, c.From, c.MessagingServiceSID = f.TwilioAccountSID, f.TwilioAuthToken, f.TwilioFrom, f.TwilioService
+	c.BaseURL, c.StatusCallbackURL, c.Provider = f.TwilioBaseURL, f.TwilioCallback, "twilio"
+	return c
+}
+
+func (f PaymentsFlags) stripeConfig() stripegw.Config {
+	c := stripegw.DefaultConfig()
+	c.SecretKey, c.BackendURL = f.StripeKey, f.StripeBackend
+	return c
 }
 
 // AuthFlags configure sign-in and the API's cookies.
@@ -160,8 +243,21 @@ func (c *ServeCmd) Validate() error {
 	if c.Auth.SessionTTL != 0 && (c.Auth.SessionTTL < time.Minute || c.Auth.SessionTTL > 30*24*time.Hour) {
 		errs = append(errs, fmt.Errorf("session-ttl: %s is outside 1m..720h", c.Auth.SessionTTL))
 	}
+	if _, err := c.Alerts.Config(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Payments.RecoverEvery <= 0 || c.Payments.OutboxPoll <= 0 || c.Payments.AccrualEvery < 0 {
 		errs = append(errs, errors.New("payment-recover-interval and outbox-poll: must be positive; accrual-interval: not negative"))
+	}
+	if c.Payments.SMS == "twilio" {
+		if err := c.Payments.smsConfig().Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("twilio: %w", err))
+		}
+	}
+	if c.Payments.Gateway == "stripe" {
+		if err := c.Payments.stripeConfig().Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("stripe: %w", err))
+		}
 	}
 	if c.Payments.ConfirmDeadline < time.Minute {
 		errs = append(errs, fmt.Errorf("payment-confirm-within: %s is below a minute", c.Payments.ConfirmDeadline))
@@ -240,6 +336,7 @@ type Main struct {
 	Billing  *billing.Service
 	Payments *payment.Service
 	Setup    *payment.Setup
+	Alerts   *alert.Service
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -338,6 +435,13 @@ func (m *Main) Run(ctx context.Context) error {
 	for _, p := range web.Routes {
 		api.Handle(p, site)
 	}
+	if cfg.Payments.SMS == "twilio" && cfg.Payments.TwilioCallback != "" {
+		cb, err := sms.NewCallback(cfg.Payments.smsConfig(), &postgres.Payments{DB: m.DB}, log.With("component", "sms"))
+		if err != nil {
+			return err
+		}
+		api.Handle("POST "+smsCallbackPath, cb)
+	}
 	if cfg.Pprof {
 		api.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
 		api.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
@@ -356,6 +460,8 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Open alert streams end when the server shuts down, not at its timeout.
+	m.httpSrv.RegisterOnShutdown(m.Alerts.Hub().Close)
 	go func() {
 		if err := m.httpSrv.Serve(m.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
@@ -377,6 +483,13 @@ func (m *Main) apiConfig(context.Context) (*httpapi.APIConfig, error) {
 	}
 	devSMS := &postgres.DevSMS{DB: m.DB}
 	var sender payment.Sender = devSMS
+	if cfg.Payments.SMS == "twilio" {
+		tw, err := sms.New(cfg.Payments.smsConfig(), log.With("component", "sms"))
+		if err != nil {
+			return nil, err
+		}
+		sender = tw
+	}
 	if m.Auth, err = auth.New(&postgres.Auth{DB: m.DB}, sender, auth.Config{
 		Key: key, KeyID: "k1", SessionTTL: cfg.Auth.SessionTTL, Argon2: argon, Logger: log.With("component", "auth"),
 	}); err != nil {
@@ -389,16 +502,40 @@ func (m *Main) apiConfig(context.Context) (*httpapi.APIConfig, error) {
 	if err := m.startPayments(pays, sender, key); err != nil {
 		return nil, err
 	}
+	if err := m.startAlerts(sender); err != nil {
+		return nil, err
+	}
 	api := &httpapi.APIConfig{
 		Auth: m.Auth, Portal: &postgres.Portal{DB: m.DB}, Usage: m.Influx, Bills: m.Billing, Devices: m.Devices,
 		Payments: m.Payments, PaymentSetup: m.Setup, PaymentLog: pays,
-		Fleet:   fleet{m},
+		Fleet: fleet{m}, Alerts: m.Alerts,
 		OpenAPI: docs.OpenAPI, CookieSecure: cfg.Auth.CookieSecure,
 	}
 	if cfg.Payments.SMS == "dev" {
 		api.DevInbox = devSMS
 	}
 	return api, nil
+}
+
+// startAlerts builds the alert service and, unless alerts are off on this
+// node, runs it: outbox events to alerts, the periodic rules and alarms,
+// and the notification sender (SMS through the same sender as payments).
+func (m *Main) startAlerts(sender payment.Sender) error {
+	cfg, err := m.Config.Alerts.Config()
+	if err != nil {
+		return err
+	}
+	cfg.Logger, cfg.SMSProvider = m.Logger.With("component", "alerts"), m.Config.Payments.SMS
+	if m.Alerts, err = alert.New(alert.Deps{
+		Store: &postgres.Alerts{DB: m.DB}, Outbox: &postgres.Outbox{DB: m.DB}, Sender: sender, Lag: m.Pipeline,
+		Probes: []alert.Probe{{Name: "postgres", Check: m.DB.Ping}, {Name: "influxdb", Check: m.Influx.Ping}},
+	}, cfg); err != nil {
+		return err
+	}
+	if !m.Config.Alerts.Off {
+		m.background(m.Alerts.Run)
+	}
+	return nil
 }
 
 // startPayments builds the payment service and starts its loops: auto-pay
@@ -422,6 +559,10 @@ func (m *Main) startPayments(store *postgres.Payments, sender payment.Sender, ke
 	case "sandbox":
 		log.Warn("payments go through the sandbox gateway: no real money moves")
 		gw = &sandbox.Gateway{}
+	case "stripe":
+		if gw, err = stripegw.New(cfg.stripeConfig(), log.With("gateway", "stripe")); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("payment-gateway: %q is not known", cfg.Gateway)
 	}
@@ -429,15 +570,27 @@ func (m *Main) startPayments(store *postgres.Payments, sender payment.Sender, ke
 		return err
 	}
 	m.Setup = m.Payments.NewSetup(store, cfg.PhoneRegion)
+	if in, ok := gw.(payment.MethodInspector); ok {
+		m.Setup.Inspector = in
+	}
 	ob := &postgres.Outbox{DB: m.DB}
 	autopay, err := outbox.New(ob, outbox.Config{Name: "autopay", Poll: cfg.OutboxPoll, Logger: log}, m.Setup.HandleAutopayEvent)
 	if err != nil {
 		return err
 	}
-	ledgerPoster, err := outbox.New(ob, outbox.Config{Name: "ledger", Poll: cfg.OutboxPoll, Logger: log}, payment.PostBillHandler(store))
+	ledgerPoster, err := outbox.New(ob, outbox.Config{Name: "ledger", Poll: cfg.OutboxPoll, Batch: 500, Logger: log}, payment.PostBillHandler(store))
 	if err != nil {
 		return err
 	}
+	m.background(func(ctx context.Context) {
+		every(ctx, time.Hour, func() {
+			if n, err := m.Auth.Cleanup(ctx); err != nil {
+				log.Warn("sign-in cleanup", "err", err)
+			} else {
+				log.Debug("sign-in cleanup", "removed", n)
+			}
+		})
+	})
 	m.background(autopay.Run)
 	m.background(ledgerPoster.Run)
 	m.background(func(ctx context.Context) {

@@ -39,6 +39,13 @@ func TestServeConfigNamesEveryBadSetting(t *testing.T) {
 			c.MQTTTLSAddr, c.MQTTTLSCert, c.MQTTTLSKey = ":8883", "/nonexistent.pem", "/nonexistent.key"
 		}, []string{"mqtt-tls-cert", "mqtt-tls-key"}},
 		{"short auth key", func(c *ServeCmd) { c.Auth.Key = "abcd" }, []string{"auth-key"}},
+		{"bad alert factor", func(c *ServeCmd) { c.Alerts.AbnormalFactor = "twice" }, []string{"alert-abnormal-factor"}},
+		{"bad alarm thresholds", func(c *ServeCmd) { c.Alerts.PaymentFailRatio = 2; c.Alerts.UpcomingBillDays = 90 },
+			[]string{"alert payment failure", "alert upcoming bill days"}},
+		{"twilio without credentials", func(c *ServeCmd) { c.Payments.SMS = "twilio" }, []string{"twilio"}},
+		{"stripe without a key", func(c *ServeCmd) { c.Payments.Gateway = "stripe" }, []string{"stripe"}},
+		{"bad vee rules", func(c *ServeCmd) { c.VEERules = "/nonexistent/rules.yaml" }, []string{"vee-rules"}},
+		{"bad phone region", func(c *ServeCmd) { c.Payments.PhoneRegion = "Atlantis" }, []string{"phone-region"}},
 		{"several at once", func(c *ServeCmd) { c.Workers = 0; c.MaxPayload = 1; c.JournalMaxBytes = 1 },
 			[]string{"ingest-workers", "max-payload-bytes", "journal-max-bytes"}},
 	}
@@ -58,7 +65,7 @@ func TestServeConfigNamesEveryBadSetting(t *testing.T) {
 func TestServeHelpDocumentsSettings(t *testing.T) {
 	out, err := exec.Command("go", "run", ".", "serve", "--help").CombinedOutput()
 	require.NoError(t, err, string(out))
-	for _, want := range []string{"--postgres-url", "MF_POSTGRES_URL", "--influx-bucket", "--mqtt-tls-addr", "--journal-max-bytes", "MF_HTTP_ADDR"} {
+	for _, want := range []string{"--postgres-url", "MF_POSTGRES_URL", "--influx-bucket", "--mqtt-tls-addr", "--journal-max-bytes", "MF_HTTP_ADDR", "MF_ALERT_EVALUATE_INTERVAL", "MF_ALARM_OFFLINE_AFTER"} {
 		assert.Contains(t, string(out), want)
 	}
 	var stderr bytes.Buffer

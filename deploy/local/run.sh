@@ -47,6 +47,9 @@ if command -v psql >/dev/null; then
 fi
 MF_USER_PASSWORD="$demo_pw" bin/meterflow users create --exist-ok --role household --household "$household_id" --phone "$household_phone"
 MF_USER_PASSWORD="$demo_pw" bin/meterflow users create --exist-ok --role operator --phone "$operator_phone"
+# The demo household's number is its verified phone, so payment and auto-pay
+# codes reach the development inbox (the portal's Messages page).
+bin/meterflow phones add --household "$household_id" --phone "$household_phone" >/dev/null
 
 pids=()
 cleanup() {
@@ -86,7 +89,8 @@ Meterflow is running.
   Logs        $state/server.log, $state/firmware-sim.log
   API         http://$MF_HTTP_ADDR/api/v1  (docs/openapi.yaml)
   Logins      household $household_phone, operator $operator_phone, password $demo_pw
-              sign-in codes: psql "\$MF_POSTGRES_URL" -c 'select to_e164, body from sms_dev_inbox order by id desc limit 3'
+              sign-in codes: bin/meterflow sms inbox --to $household_phone   (MF_POSTGRES_URL as above)
+  Sandbox     add a card in the portal with the token tok_sandbox_424242_4242 (4000000000000002 declines: tok_sandbox_400000_0002)
 
 Ctrl-C stops the server and the simulator; 'make stack-down' stops the databases.
 INFO

@@ -60,6 +60,25 @@ type Challenge struct {
 	Code   otp.Code
 }
 
+// Lockout counts a phone number's wrong passwords. It is kept per number,
+// known or not, so that a lockout reveals nothing about which numbers have
+// users.
+type Lockout struct {
+	Phone string
+	// Failures counts wrong passwords since WindowStart.
+	Failures    int
+	WindowStart time.Time
+	// LockedUntil, when in the future, refuses every sign-in of the number.
+	LockedUntil time.Time
+}
+
+// Cleaned is what Cleanup deleted.
+type Cleaned struct {
+	Sessions   int64
+	Challenges int64
+	Lockouts   int64
+}
+
 // Principal is who makes a request: a user through a session, or an
 // integrator through an API token.
 type Principal struct {
@@ -107,6 +126,23 @@ type Store interface {
 
 	CreateAPIToken(ctx context.Context, t APIToken, tokenHash []byte) (int64, error)
 	APITokenByHash(ctx context.Context, tokenHash []byte) (APIToken, error)
+	// APITokens lists every API token by id; RevokeAPIToken marks one
+	// revoked (NotFound when there is none; a second revocation keeps the
+	// first time).
+	APITokens(ctx context.Context) ([]APIToken, error)
+	RevokeAPIToken(ctx context.Context, id int64, at time.Time) error
+
+	// Lockout returns a phone number's lockout state (the zero Lockout with
+	// Phone set when there is none).
+	Lockout(ctx context.Context, phone string) (Lockout, error)
+	// UpdateLockout locks a phone number's lockout state (creating it),
+	// calls fn, and saves it when fn returns nil.
+	UpdateLockout(ctx context.Context, phone string, fn func(l *Lockout) error) error
+
+	// Cleanup deletes sessions expired at now or revoked, challenges that
+	// expired before challengesBefore, and lockouts not locked at now and
+	// not updated since lockoutsBefore.
+	Cleanup(ctx context.Context, now, challengesBefore, lockoutsBefore time.Time) (Cleaned, error)
 }
 
 // Sender delivers a text message; postgres.DevSMS is the development one.

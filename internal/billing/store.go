@@ -84,6 +84,9 @@ type AccrualStore interface {
 	AccrualAccounts(ctx context.Context, changedSince, now time.Time, after int64, limit int) ([]Account, error)
 	// Thresholds returns the budgets and thresholds of the accounts.
 	Thresholds(ctx context.Context, accountIDs []int64) ([]Budget, []Thresholds, error)
+	// ReplaceBudgets replaces every budget of an account with bs, in one
+	// transaction.
+	ReplaceBudgets(ctx context.Context, accountID int64, bs []Budget) error
 	// SaveAccruals upserts the accruals and records the events whose keys
 	// are new, in one transaction; it returns how many events were new.
 	SaveAccruals(ctx context.Context, accruals []Accrual, events []Event) (int, error)

@@ -35,15 +35,20 @@ const (
 type Authenticator interface {
 	SignIn(ctx context.Context, phone, password string) (string, error)
 	Verify(ctx context.Context, challenge, code string) (auth.Grant, error)
+	Resend(ctx context.Context, challenge string) (auth.Resent, error)
 	Authenticate(ctx context.Context, token string) (auth.Principal, error)
 	SignOut(ctx context.Context, p auth.Principal) error
 	CheckCSRF(sessionToken, csrf string) bool
 	User(ctx context.Context, id int64) (auth.User, error)
 }
 
-// Bills returns issued bills (billing.Service).
+// Bills is the billing engine (billing.Service): issued bills, tariff
+// loading and budgets.
 type Bills interface {
 	Bill(ctx context.Context, id int64) (billing.Bill, error)
+	LoadTariff(ctx context.Context, data []byte) (billing.StoredTariff, bool, error)
+	Budgets(ctx context.Context, accountID int64) ([]billing.Budget, error)
+	SetBudgets(ctx context.Context, accountID int64, currency string, bs []billing.Budget) ([]billing.Budget, error)
 }
 
 // Devices provisions and revokes meters (device.Registry).
@@ -79,6 +84,9 @@ type APIConfig struct {
 	Fleet Fleet
 	// LiveEvery is how often /fleet/live sends a snapshot (default 1 s).
 	LiveEvery time.Duration
+	// Alerts serves the alert inbox, preferences, live stream and alarms;
+	// nil answers "unavailable".
+	Alerts Alerts
 	// OpenAPI is the document served at /api/v1/openapi.yaml.
 	OpenAPI []byte
 	// CookieSecure marks cookies Secure; turn it off only for local http.
@@ -168,6 +176,9 @@ type Route struct {
 	// Scope, when set, also admits API tokens granted it.
 	Scope   string
 	Summary string
+	// Stream marks a long-lived response (server-sent events): it is not
+	// bounded by RequestTimeout and ends when the client goes away.
+	Stream  bool
 	handler handlerFunc
 }
 
@@ -217,7 +228,10 @@ func (a *api) mount(mux *http.ServeMux) {
 // CSRF, the access rule, and error mapping.
 func (a *api) wrap(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+		ctx, cancel := r.Context(), context.CancelFunc(func() {})
+		if !rt.Stream {
+			ctx, cancel = context.WithTimeout(ctx, a.cfg.RequestTimeout)
+		}
 		defer cancel()
 		r = r.WithContext(ctx)
 		if r.ContentLength > a.cfg.MaxBodyBytes {

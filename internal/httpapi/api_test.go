@@ -20,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/meterflow/meterflow/docs"
+	"github.com/meterflow/meterflow/internal/alert"
 	"github.com/meterflow/meterflow/internal/apperr"
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/billing"
@@ -75,26 +76,49 @@ func (noUsage) Usage(context.Context, []string, string, time.Time, time.Time, po
 
 // household is one household's fixture: its user and resources.
 type household struct {
-	id                         int64
+	id, alertID                int64
 	phone                      string
 	account, bill, paymentID   int64
+	premise, servicePoint      int64
 	phoneID, methodID, ruleID  int64
 	accountNumber, meterID     string
 	token, csrf, sessionCookie string
 }
 
 type env struct {
-	t     *testing.T
-	srv   *Server
-	db    *postgres.DB
-	auth  *auth.Service
-	sms   *outbox
-	clock *clock
-	a, b  household
-	op    household
+	t      *testing.T
+	srv    *Server
+	alerts *alert.Service
+	alarm  int64
+	db     *postgres.DB
+	auth   *auth.Service
+	bills  *billing.Service
+	sms    *outbox
+	clock  *clock
+	a, b   household
+	op     household
 }
 
 const password = "correct horse battery"
+
+const flatTariffCode = "TEST-E-FLAT"
+
+// flatTariff is a flat electricity tariff in the file format.
+const flatTariff = `code: TEST-E-FLAT
+name: Test flat electricity
+utility: electricity
+currency: GBP
+unit: kWh
+versions:
+  - effective_from: 2020-01-01
+    standing_charge_per_day: 0.50
+    flat_rate: 0.2450
+  - effective_from: 2026-04-01
+    standing_charge_per_day: 0.55
+    flat_rate: 0.2500
+    taxes:
+      - {name: VAT, percent: 5}
+`
 
 func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 	t.Helper()
@@ -108,14 +132,18 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 	require.NoError(t, err)
 	bs, err := billing.New(&postgres.Billing{DB: db}, billing.Config{}, nil)
 	require.NoError(t, err)
-	e := &env{t: t, db: db, auth: as, sms: sms, clock: clk}
+	e := &env{t: t, db: db, auth: as, bills: bs, sms: sms, clock: clk}
+	_, _, err = bs.LoadTariff(ctx, []byte(flatTariff))
+	require.NoError(t, err)
 
 	store := &postgres.Payments{DB: db}
 	issuer, err := otp.NewIssuer(otp.DefaultPolicy(), bytes.Repeat([]byte{9}, 32), "test", clk.Now)
 	require.NoError(t, err)
-	pays, err := payment.New(store, &sandbox.Gateway{}, sms, issuer, payment.DefaultConfig(), slog.New(slog.DiscardHandler), clk.Now)
+	gw := &sandbox.Gateway{}
+	pays, err := payment.New(store, gw, sms, issuer, payment.DefaultConfig(), slog.New(slog.DiscardHandler), clk.Now)
 	require.NoError(t, err)
 	setup := pays.NewSetup(store, "GB")
+	setup.Inspector = gw
 	for i, h := range []*household{&e.a, &e.b} {
 		h.phone = fmt.Sprintf("+4474001234%02d", i+10)
 		h.accountNumber = fmt.Sprintf("ACC-%d", i+1)
@@ -123,24 +151,32 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 		require.NoError(t, db.Pool.QueryRow(ctx, `insert into households (name) values ($1) returning id`, "H"+h.accountNumber).Scan(&h.id))
 		require.NoError(t, db.Pool.QueryRow(ctx, `insert into accounts (household_id, number, currency, time_zone)
 			values ($1, $2, 'GBP', 'Europe/London') returning id`, h.id, h.accountNumber).Scan(&h.account))
-		var premise, sp int64
-		require.NoError(t, db.Pool.QueryRow(ctx, `insert into premises (account_id) values ($1) returning id`, h.account).Scan(&premise))
-		require.NoError(t, db.Pool.QueryRow(ctx, `insert into service_points (premise_id, utility) values ($1, 'electricity') returning id`, premise).Scan(&sp))
-		_, err := db.Pool.Exec(ctx, `insert into meters (id, service_point_id, utility, token_hash) values ($1, $2, 'electricity', '\x00')`, h.meterID, sp)
+		require.NoError(t, db.Pool.QueryRow(ctx, `insert into premises (account_id, address, region) values ($1, $2, 'GB-LND') returning id`,
+			h.account, fmt.Sprintf("%d Acacia Avenue", i+1)).Scan(&h.premise))
+		require.NoError(t, db.Pool.QueryRow(ctx, `insert into service_points (premise_id, utility, tariff_code) values ($1, 'electricity', $2) returning id`,
+			h.premise, flatTariffCode).Scan(&h.servicePoint))
+		_, err := db.Pool.Exec(ctx, `insert into meters (id, service_point_id, utility, token_hash) values ($1, $2, 'electricity', '\x00')`, h.meterID, h.servicePoint)
 		require.NoError(t, err)
 		require.NoError(t, db.Pool.QueryRow(ctx, `insert into bills (account_id, household_id, period_start, period_end,
 			period_start_at, period_end_at, time_zone, currency, subtotal, tax, total, issued_at, due_date)
 			values ($1, $2, '2026-01-01', '2026-02-01', '2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', 'Europe/London', 'GBP',
 			10, 2, 12, now(), '2026-02-15') returning id`, h.account, h.id).Scan(&h.bill))
+		var created bool
+		h.alertID, created, err = (&postgres.Alerts{DB: db}).Record(ctx, alert.Alert{Key: "test:" + h.accountNumber, HouseholdID: h.id,
+			AccountID: h.account, Kind: alert.KindBillIssued, Title: "Bill " + h.accountNumber, Body: "for " + h.accountNumber, CreatedAt: clk.Now()},
+			[]alert.Delivery{{Channel: alert.InApp, NotBefore: clk.Now()}})
+		require.NoError(t, err)
+		require.True(t, created)
 		_, err = as.CreateUser(ctx, auth.NewUser{Phone: h.phone, Password: password, Role: auth.RoleHousehold, HouseholdID: h.id})
 		require.NoError(t, err)
 	}
-	for _, h := range []*household{&e.a, &e.b} {
+	for i, h := range []*household{&e.a, &e.b} {
 		h.phoneID, err = store.AddPhone(ctx, h.id, h.phone, clk.Now())
 		require.NoError(t, err)
-		tok, err := sandbox.Tokenize(sandbox.CardSuccess)
+		// Two cards the sandbox charges successfully.
+		tok, err := sandbox.Tokenize([]string{sandbox.CardSuccess, "5555555555554444"}[i])
 		require.NoError(t, err)
-		h.methodID, err = store.AddPaymentMethod(ctx, postgres.PaymentMethod{HouseholdID: h.id, Gateway: "sandbox", Token: tok + fmt.Sprint(h.id), Last4: "4242"})
+		h.methodID, err = store.AddPaymentMethod(ctx, postgres.PaymentMethod{HouseholdID: h.id, Gateway: "sandbox", Token: tok, Last4: tok[len(tok)-4:]})
 		require.NoError(t, err)
 		p, err := pays.Create(ctx, payment.NewPayment{HouseholdID: h.id, AccountID: h.account, BillID: h.bill, Kind: payment.KindBill,
 			Amount: decimal.RequireFromString("12"), Currency: "GBP", Payee: "Meterflow Energy", PaymentMethodID: h.methodID,
@@ -156,10 +192,17 @@ func newEnv(t *testing.T, tune func(*APIConfig)) *env {
 	_, err = as.CreateUser(ctx, auth.NewUser{Phone: e.op.phone, Password: password, Role: auth.RoleOperator})
 	require.NoError(t, err)
 
+	require.NoError(t, db.Pool.QueryRow(ctx, `insert into alarms (kind, subject, message, raised_at, last_seen_at)
+		values ('meter_offline', 'M-1', 'offline', now(), now()) returning id`).Scan(&e.alarm))
+	acfg := alert.DefaultConfig()
+	acfg.Now = clk.Now
+	e.alerts, err = alert.New(alert.Deps{Store: &postgres.Alerts{DB: db}, Outbox: &postgres.Outbox{DB: db}, Sender: sms}, acfg)
+	require.NoError(t, err)
+
 	cfg := APIConfig{
 		Auth: as, Portal: &postgres.Portal{DB: db}, Usage: noUsage{}, Bills: bs,
 		Devices:  device.NewRegistry(&postgres.Meters{DB: db}, device.Config{}),
-		Payments: pays, PaymentSetup: setup, PaymentLog: store, DevInbox: &postgres.DevSMS{DB: db},
+		Payments: pays, PaymentSetup: setup, PaymentLog: store, DevInbox: &postgres.DevSMS{DB: db}, Alerts: e.alerts,
 		OpenAPI: docs.OpenAPI, Now: clk.Now,
 	}
 	if tune != nil {
@@ -198,7 +241,9 @@ func (e *env) do(method, path string, body any, h *household, cookie bool, hdr m
 		require.NoError(e.t, err)
 		rd = bytes.NewReader(j)
 	}
-	req := httptest.NewRequest(method, path, rd)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, method, path, rd)
 	req.RemoteAddr = "192.0.2.1:1234"
 	if h != nil {
 		if cookie {
@@ -211,8 +256,23 @@ func (e *env) do(method, path string, body any, h *household, cookie bool, hdr m
 		req.Header.Set(k, v)
 	}
 	rec := httptest.NewRecorder()
-	e.srv.ServeHTTP(rec, req)
+	e.srv.ServeHTTP(flushEnds{rec, cancel}, req)
 	return resp{code: rec.Code, body: rec.Body.Bytes(), cookies: rec.Result().Cookies()}
+}
+
+// flushEnds ends the request's context when a stream of server-sent
+// events flushes, so a test sees what the stream sent first; other
+// responses that flush (exports) run to their end.
+type flushEnds struct {
+	*httptest.ResponseRecorder
+	cancel context.CancelFunc
+}
+
+func (f flushEnds) Flush() {
+	f.ResponseRecorder.Flush()
+	if f.Header().Get("Content-Type") == "text/event-stream" {
+		f.cancel()
+	}
 }
 
 func (e *env) signIn(h *household) {
@@ -247,11 +307,15 @@ func TestRouteAccess(t *testing.T) {
 	other := map[string]string{ // household B's resources, requested by A
 		"account": fmt.Sprint(e.b.account), "bill": fmt.Sprint(e.b.bill),
 		"payment": fmt.Sprint(e.b.paymentID), "meter": e.b.meterID,
+		"alert": fmt.Sprint(e.b.alertID), "alarm": fmt.Sprint(e.alarm),
+		"household": fmt.Sprint(e.b.id), "premise": fmt.Sprint(e.b.premise), "tariff": flatTariffCode,
 		"phone": fmt.Sprint(e.b.phoneID), "method": fmt.Sprint(e.b.methodID), "rule": fmt.Sprint(e.b.ruleID),
 	}
 	own := map[string]string{
 		"account": fmt.Sprint(e.a.account), "bill": fmt.Sprint(e.a.bill),
 		"payment": fmt.Sprint(e.a.paymentID), "meter": e.a.meterID,
+		"alert": fmt.Sprint(e.a.alertID), "alarm": fmt.Sprint(e.alarm),
+		"household": fmt.Sprint(e.a.id), "premise": fmt.Sprint(e.a.premise), "tariff": flatTariffCode,
 		"phone": fmt.Sprint(e.a.phoneID), "method": fmt.Sprint(e.a.methodID), "rule": fmt.Sprint(e.a.ruleID),
 	}
 	bodies := map[string]any{
@@ -260,7 +324,14 @@ func TestRouteAccess(t *testing.T) {
 		"/autopay/{rule}/confirm":     confirmRequest{Code: "123456"},
 		"/bills/{bill}/pay":           payBillRequest{PaymentMethodID: 1},
 		"/meters":                     map[string]any{"meters": []map[string]string{{"id": "NEW-1", "utility": "electricity"}}},
+		"/alert-preferences":          map[string]any{"channels": map[string][]string{"leak": {"inapp"}}},
+		"/alarms/{alarm}/ack":         map[string]string{"note": "seen"},
+		"/accounts/{account}/budgets": budgetsBody{Budgets: []budgetView{{Scope: "account", Amount: decimal.RequireFromString("99.50")}}},
+		"/tariffs":                    []byte(strings.Replace(flatTariff, "TEST-E-FLAT", "TEST-E-NEW", 1)),
 	}
+	// B's budget, which A's PUT must not change.
+	_, err := e.bills.SetBudgets(context.Background(), e.b.account, "GBP", []billing.Budget{{Scope: "account", Amount: decimal.NewFromInt(70)}})
+	require.NoError(t, err)
 	fill := func(pattern string, ids map[string]string) string {
 		return Prefix + paramRE.ReplaceAllStringFunc(pattern, func(m string) string {
 			name := m[1 : len(m)-1]
@@ -316,6 +387,7 @@ func TestRouteAccess(t *testing.T) {
 					r = e.do(rt.Method, fill(rt.Pattern, own), body, &e.a, false, nil)
 					assert.Equal(t, http.StatusOK, r.code, "A on its own resource: %s", r.body)
 					assert.NotContains(t, string(r.body), e.b.phone, "A sees nothing of B")
+					assert.NotContains(t, string(r.body), e.b.accountNumber, "A sees nothing of B")
 				}
 			case SignedIn:
 				if rt.Method == "GET" {
@@ -325,6 +397,10 @@ func TestRouteAccess(t *testing.T) {
 			}
 		})
 	}
+	bs, err := e.bills.Budgets(context.Background(), e.b.account)
+	require.NoError(t, err)
+	require.Len(t, bs, 1)
+	assert.Equal(t, "70", bs[0].Amount.String(), "A's PUT left B's budget alone")
 }
 
 func TestOpenAPIMatchesRoutes(t *testing.T) {

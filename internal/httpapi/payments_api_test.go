@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meterflow/meterflow/internal/otp"
+	"github.com/meterflow/meterflow/internal/payment/sandbox"
 )
 
 func decodeAs[T any](t *testing.T, r resp) T {
@@ -125,4 +126,37 @@ func TestPhoneAndAutoPaySetup(t *testing.T) {
 
 	r = e.do("GET", "/api/v1/dev/sms", nil, &e.a, false, nil)
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
+}
+
+// A household adds a card by the gateway's token; a card number, an
+// unknown token and another household's token are refused.
+func TestAddPaymentMethod(t *testing.T) {
+	e := newEnv(t, nil)
+	tok, err := sandbox.Tokenize("4000056655665556")
+	require.NoError(t, err)
+	r := e.do("POST", "/api/v1/payment-methods", addMethodRequest{Token: tok}, &e.a, false, nil)
+	require.Equal(t, http.StatusCreated, r.code, string(r.body))
+	m := decodeAs[struct {
+		ID       int64  `json:"id"`
+		Brand    string `json:"brand"`
+		Last4    string `json:"last4"`
+		ExpYear  int    `json:"exp_year"`
+		HasToken bool   `json:"token"`
+	}](t, r)
+	assert.Equal(t, "visa", m.Brand)
+	assert.Equal(t, "5556", m.Last4)
+	assert.Equal(t, sandbox.TestExpYear, m.ExpYear)
+	assert.NotContains(t, string(r.body), tok, "the token is not echoed")
+
+	r = e.do("POST", "/api/v1/payment-methods", addMethodRequest{Token: "4242 4242 4242 4242"}, &e.a, false, nil)
+	assert.Equal(t, http.StatusBadRequest, r.code)
+	assert.Contains(t, string(r.body), "never a card number")
+	r = e.do("POST", "/api/v1/payment-methods", addMethodRequest{Token: "tok_unknown"}, &e.a, false, nil)
+	assert.Equal(t, http.StatusBadRequest, r.code, string(r.body))
+	r = e.do("POST", "/api/v1/payment-methods", addMethodRequest{Token: tok}, &e.b, false, nil)
+	assert.Equal(t, http.StatusBadRequest, r.code, "a token already held by another household: %s", r.body)
+
+	r = e.do("GET", "/api/v1/payment-methods", nil, &e.a, false, nil)
+	require.Equal(t, http.StatusOK, r.code)
+	assert.Contains(t, string(r.body), `"last4":"5556"`)
 }

@@ -14,7 +14,14 @@ const (
 	ScopeMetersWrite  = "meters:write"
 	ScopeVEERead      = "vee:read"
 	ScopePaymentsRead = "payments:read"
+	ScopeUsageRead    = "usage:read"
+	ScopeTariffsRead  = "tariffs:read"
+	ScopeTariffsWrite = "tariffs:write"
+	ScopeFleetRead    = "fleet:read"
 )
+
+// Scopes lists every scope a route admits, for tools that grant tokens.
+var Scopes = []string{ScopeMetersRead, ScopeMetersWrite, ScopeVEERead, ScopePaymentsRead, ScopeUsageRead, ScopeTariffsRead, ScopeTariffsWrite, ScopeFleetRead}
 
 // routeTable is every endpoint of the API. A route without a rule does not
 // start; docs/openapi.yaml must list exactly these (a test compares them).
@@ -25,9 +32,14 @@ func (a *api) routeTable() []Route {
 		},
 		a.authRoutes(),
 		a.householdRoutes(),
+		a.resourceRoutes(),
+		a.usageRoutes(),
+		a.tariffRoutes(),
 		a.paymentRoutes(),
 		a.operatorRoutes(),
+		a.alertRoutes(),
 		a.fleetRoutes(),
+		a.fleetStatsRoutes(),
 	)
 }
 

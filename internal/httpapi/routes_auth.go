@@ -14,6 +14,7 @@ func (a *api) authRoutes() []Route {
 	return []Route{
 		{Method: "POST", Pattern: "/auth/sign-in", Rule: Public, Summary: "Check phone and password; send a code by SMS", handler: a.signIn},
 		{Method: "POST", Pattern: "/auth/verify", Rule: Public, Summary: "Check the code; open a session", handler: a.verify},
+		{Method: "POST", Pattern: "/auth/resend", Rule: Public, Summary: "Send a new sign-in code for a challenge", handler: a.resend},
 		{Method: "POST", Pattern: "/auth/sign-out", Rule: SignedIn, Summary: "Revoke the session", handler: a.signOut},
 		{Method: "GET", Pattern: "/me", Rule: SignedIn, Summary: "The signed-in user", handler: a.me},
 	}
@@ -87,6 +88,36 @@ func (a *api) verify(w http.ResponseWriter, r *http.Request, _ *auth.Principal) 
 	a.setCookie(w, SessionCookie, g.Token, g.ExpiresAt, true)
 	a.setCookie(w, CSRFCookie, g.CSRF, g.ExpiresAt, false)
 	writeJSON(w, http.StatusOK, verifyResponse{Token: g.Token, CSRFToken: g.CSRF, ExpiresAt: g.ExpiresAt, User: g.User})
+	return nil
+}
+
+type resendRequest struct {
+	Challenge string `json:"challenge"`
+}
+
+type resendResponse struct {
+	Challenge string    `json:"challenge"`
+	SendsLeft int       `json:"sends_left"`
+	NextAt    time.Time `json:"next_resend_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// resend sends a new code for a challenge. The auth service bounds resends
+// per challenge (how many, how often); the per-address limit of code checks
+// bounds them per client.
+func (a *api) resend(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+	if !a.verifyIP.allow(clientIP(r)) {
+		return apperr.New(apperr.RateLimited, "too many code requests; wait a minute")
+	}
+	var req resendRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	res, err := a.cfg.Auth.Resend(r.Context(), req.Challenge)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, resendResponse{Challenge: res.Challenge, SendsLeft: res.SendsLeft, NextAt: res.NextAt, ExpiresAt: res.ExpiresAt})
 	return nil
 }
 

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"net/http"
 	"strconv"
-	"time"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/meterflow/meterflow/internal/apperr"
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/billing"
-	"github.com/meterflow/meterflow/internal/meter"
 	"github.com/meterflow/meterflow/internal/portal"
 )
 
@@ -92,6 +92,24 @@ func (a *api) accountBills(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	return nil
 }
 
+// accrualView is one utility's cost so far of the running cycle, its
+// projected cost at the end of the cycle, and its budget (nil: none), so a
+// portal can draw "so far / forecast / budget".
+type accrualView struct {
+	portal.Accrual
+	Budget         *decimal.Decimal `json:"budget"`
+	BudgetPercents []int            `json:"budget_percents,omitempty"`
+}
+
+// accrualTotal is the whole account: the sum over utilities and the
+// account-wide budget.
+type accrualTotal struct {
+	Amount         decimal.Decimal  `json:"amount"`
+	Projected      decimal.Decimal  `json:"projected"`
+	Budget         *decimal.Decimal `json:"budget"`
+	BudgetPercents []int            `json:"budget_percents,omitempty"`
+}
+
 func (a *api) accountAccrual(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	acc, err := a.account(r, p)
 	if err != nil {
@@ -101,77 +119,32 @@ func (a *api) accountAccrual(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	if err != nil {
 		return err
 	}
-	if acs == nil {
-		acs = []portal.Accrual{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"account_id": acc.ID, "utilities": acs})
-	return nil
-}
-
-// maxSpan bounds a usage query per step, so one request reads at most a few
-// thousand points per meter.
-var maxSpan = map[portal.Step]time.Duration{
-	portal.Step15m: 31 * 24 * time.Hour,
-	portal.Step1h:  366 * 24 * time.Hour,
-	portal.Step1d:  5 * 366 * 24 * time.Hour,
-}
-
-func (a *api) accountUsage(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	acc, err := a.account(r, p)
+	bs, err := a.cfg.Bills.Budgets(r.Context(), acc.ID)
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	step := portal.Step(q.Get("step"))
-	if step == "" {
-		step = portal.Step1h
+	budgets := map[string]billing.Budget{}
+	for _, b := range bs {
+		budgets[b.Scope] = b
 	}
-	span, ok := maxSpan[step]
-	if !ok {
-		return apperr.Field("step", "want 15m, 1h or 1d")
+	total := accrualTotal{Amount: decimal.Zero, Projected: decimal.Zero}
+	if b, ok := budgets[billing.BudgetScopeAccount]; ok {
+		total.Budget, total.BudgetPercents = &b.Amount, b.Percents
 	}
-	utility := q.Get("utility")
-	if utility != "" && !meter.Utility(utility).Valid() {
-		return apperr.Field("utility", "want electricity, water or gas")
-	}
-	to := a.cfg.Now().UTC()
-	if s := q.Get("to"); s != "" {
-		if to, err = time.Parse(time.RFC3339, s); err != nil {
-			return apperr.Field("to", "want an RFC 3339 time")
+	views := make([]accrualView, len(acs))
+	for i, ac := range acs {
+		views[i] = accrualView{Accrual: ac}
+		if b, ok := budgets[ac.Utility]; ok {
+			views[i].Budget, views[i].BudgetPercents = &b.Amount, b.Percents
 		}
+		total.Amount = total.Amount.Add(ac.Amount)
+		total.Projected = total.Projected.Add(ac.Projected)
 	}
-	from := to.Add(-24 * time.Hour)
-	if s := q.Get("from"); s != "" {
-		if from, err = time.Parse(time.RFC3339, s); err != nil {
-			return apperr.Field("from", "want an RFC 3339 time")
-		}
+	body := map[string]any{"account_id": acc.ID, "currency": acc.Currency, "utilities": views, "total": total, "budgets": budgetViews(bs)}
+	if len(acs) > 0 {
+		body["cycle_start"], body["cycle_end"] = acs[0].CycleStart, acs[0].CycleEnd
 	}
-	if !from.Before(to) {
-		return apperr.Field("from", "must be before to")
-	}
-	if to.Sub(from) > span {
-		return apperr.Field("from", "at step %s a query spans at most %d days", step, int(span.Hours()/24))
-	}
-	meters, err := a.cfg.Portal.AccountMeters(r.Context(), acc.ID)
-	if err != nil {
-		return err
-	}
-	ids := make([]string, 0, len(meters))
-	for _, m := range meters {
-		if utility == "" || m.Utility == utility {
-			ids = append(ids, m.ID)
-		}
-	}
-	points, err := a.cfg.Usage.Usage(r.Context(), ids, utility, from, to, step)
-	if err != nil {
-		return &apperr.Error{Code: apperr.Unavailable, Message: "usage is unavailable right now", Err: err}
-	}
-	if points == nil {
-		points = []portal.UsagePoint{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"account_id": acc.ID, "step": step, "from": from, "to": to, "meters": meters, "points": points,
-	})
+	writeJSON(w, http.StatusOK, body)
 	return nil
 }
 

@@ -32,6 +32,7 @@ type PaymentSetup interface {
 	SendPhoneCode(ctx context.Context, householdID, phoneID int64) error
 	VerifyPhone(ctx context.Context, householdID, phoneID int64, code string) (payment.Phone, error)
 	Methods(ctx context.Context, householdID int64) ([]payment.Method, error)
+	AddMethod(ctx context.Context, householdID int64, token string) (payment.Method, error)
 	DisableMethod(ctx context.Context, householdID, id int64) error
 	Rules(ctx context.Context, accountID int64) ([]payment.Rule, error)
 	Enrol(ctx context.Context, r payment.Rule) (payment.Rule, error)
@@ -72,6 +73,7 @@ func (a *api) paymentRoutes() []Route {
 		{Method: "POST", Pattern: "/phones/{phone}/verify", Rule: HouseholdOnly, Summary: "Verify a phone with its code", handler: a.verifyPhone},
 
 		{Method: "GET", Pattern: "/payment-methods", Rule: HouseholdOnly, Summary: "The household's payment methods", handler: a.listMethods},
+		{Method: "POST", Pattern: "/payment-methods", Rule: HouseholdOnly, Summary: "Add a payment method from the gateway's token", handler: a.addMethod},
 		{Method: "DELETE", Pattern: "/payment-methods/{method}", Rule: HouseholdOnly, Summary: "Remove a payment method (and the rules using it)", handler: a.deleteMethod},
 
 		{Method: "GET", Pattern: "/accounts/{account}/autopay", Rule: Household, Summary: "An account's auto-pay rules", handler: a.listRules},
@@ -108,6 +110,7 @@ type paymentJSON struct {
 	AutoPayRuleID   int64     `json:"autopay_rule_id,omitempty"`
 	Kind            string    `json:"kind"`
 	Amount          string    `json:"amount"`
+	Fee             string    `json:"fee,omitempty"`
 	Currency        string    `json:"currency"`
 	Payee           string    `json:"payee"`
 	PaymentMethodID int64     `json:"payment_method_id"`
@@ -122,9 +125,16 @@ type paymentJSON struct {
 
 func toPaymentJSON(p payment.Payment) paymentJSON {
 	return paymentJSON{ID: p.ID, HouseholdID: p.HouseholdID, AccountID: p.AccountID, BillID: p.BillID, AutoPayRuleID: p.AutoPayRuleID,
-		Kind: string(p.Kind), Amount: p.Amount.StringFixed(2), Currency: p.Currency, Payee: p.Payee, PaymentMethodID: p.PaymentMethodID,
+		Kind: string(p.Kind), Amount: p.Amount.StringFixed(2), Fee: feeString(p), Currency: p.Currency, Payee: p.Payee, PaymentMethodID: p.PaymentMethodID,
 		State: string(p.State), RequiresOTP: p.RequiresOTP, FailureReason: p.FailureReason, ConfirmBy: p.ConfirmBy,
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, SettledAt: p.SettledAt}
+}
+
+func feeString(p payment.Payment) string {
+	if p.Fee.IsZero() {
+		return ""
+	}
+	return p.Fee.StringFixed(2)
 }
 
 // payment loads a payment p may see.
@@ -343,26 +353,71 @@ func (a *api) paymentStats(w http.ResponseWriter, r *http.Request, _ *auth.Princ
 	return nil
 }
 
-// --- phones ---
+// --- phones, payment methods and auto-pay ---
 
-func (a *api) listPhones(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+// setupCall prepares a household's act on its phones, payment methods or
+// auto-pay rules: payments must be enabled and the caller a household user;
+// it reads the path parameter param (when set) and the JSON body into req
+// (when not nil), and returns the setup service, the household and the id.
+func (a *api) setupCall(r *http.Request, p *auth.Principal, param string, req any) (PaymentSetup, int64, int64, error) {
 	_, setup, _, err := a.payments()
 	if err != nil {
-		return err
+		return nil, 0, 0, err
 	}
 	hh, err := householdOnly(p)
 	if err != nil {
-		return err
+		return nil, 0, 0, err
 	}
-	phones, err := setup.Phones(r.Context(), hh)
+	var id int64
+	if param != "" {
+		if id, err = pathID(r, param); err != nil {
+			return nil, 0, 0, err
+		}
+	}
+	if req != nil {
+		if err := decode(r, req); err != nil {
+			return nil, 0, 0, err
+		}
+		if c, ok := req.(*confirmRequest); ok && c.Code == "" {
+			return nil, 0, 0, apperr.Field("code", "must be set")
+		}
+	}
+	return setup, hh, id, nil
+}
+
+// answer writes v with status, or returns err.
+func answer[T any](w http.ResponseWriter, status int, v T, err error) error {
 	if err != nil {
 		return err
 	}
-	if phones == nil {
-		phones = []payment.Phone{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": phones})
+	writeJSON(w, status, v)
 	return nil
+}
+
+// items wraps a list as {"items": [...]}, never null.
+func items[T any](xs []T, err error) (map[string]any, error) {
+	if xs == nil {
+		xs = []T{}
+	}
+	return map[string]any{"items": xs}, err
+}
+
+// noContent answers 204, or returns err.
+func noContent(w http.ResponseWriter, err error) error {
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *api) listPhones(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	setup, hh, _, err := a.setupCall(r, p, "", nil)
+	if err != nil {
+		return err
+	}
+	out, err := items(setup.Phones(r.Context(), hh))
+	return answer(w, http.StatusOK, out, err)
 }
 
 type addPhoneRequest struct {
@@ -370,120 +425,66 @@ type addPhoneRequest struct {
 }
 
 func (a *api) addPhone(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	_, setup, _, err := a.payments()
-	if err != nil {
-		return err
-	}
-	hh, err := householdOnly(p)
-	if err != nil {
-		return err
-	}
 	var req addPhoneRequest
-	if err := decode(r, &req); err != nil {
+	setup, hh, _, err := a.setupCall(r, p, "", &req)
+	if err != nil {
 		return err
 	}
 	if !a.verifyIP.allow(clientIP(r)) {
 		return apperr.New(apperr.RateLimited, "too many requests; wait a minute")
 	}
 	ph, err := setup.AddPhone(r.Context(), hh, req.Phone)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, ph)
-	return nil
+	return answer(w, http.StatusCreated, ph, err)
 }
 
 func (a *api) resendPhoneCode(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	_, setup, _, err := a.payments()
+	setup, hh, id, err := a.setupCall(r, p, "phone", nil)
 	if err != nil {
 		return err
 	}
-	hh, err := householdOnly(p)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(r, "phone")
-	if err != nil {
-		return err
-	}
-	if err := setup.SendPhoneCode(r.Context(), hh, id); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, setup.SendPhoneCode(r.Context(), hh, id))
 }
 
 func (a *api) verifyPhone(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	_, setup, _, err := a.payments()
-	if err != nil {
-		return err
-	}
-	hh, err := householdOnly(p)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(r, "phone")
-	if err != nil {
-		return err
-	}
 	var req confirmRequest
-	if err := decode(r, &req); err != nil {
+	setup, hh, id, err := a.setupCall(r, p, "phone", &req)
+	if err != nil {
 		return err
-	}
-	if req.Code == "" {
-		return apperr.Field("code", "must be set")
 	}
 	ph, err := setup.VerifyPhone(r.Context(), hh, id, req.Code)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, ph)
-	return nil
+	return answer(w, http.StatusOK, ph, err)
 }
 
-// --- payment methods ---
-
 func (a *api) listMethods(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	_, setup, _, err := a.payments()
+	setup, hh, _, err := a.setupCall(r, p, "", nil)
 	if err != nil {
 		return err
 	}
-	hh, err := householdOnly(p)
+	out, err := items(setup.Methods(r.Context(), hh))
+	return answer(w, http.StatusOK, out, err)
+}
+
+type addMethodRequest struct {
+	Token string `json:"token"`
+}
+
+func (a *api) addMethod(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	var req addMethodRequest
+	setup, hh, _, err := a.setupCall(r, p, "", &req)
 	if err != nil {
 		return err
 	}
-	ms, err := setup.Methods(r.Context(), hh)
-	if err != nil {
-		return err
-	}
-	if ms == nil {
-		ms = []payment.Method{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": ms})
-	return nil
+	m, err := setup.AddMethod(r.Context(), hh, req.Token)
+	return answer(w, http.StatusCreated, m, err)
 }
 
 func (a *api) deleteMethod(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	_, setup, _, err := a.payments()
+	setup, hh, id, err := a.setupCall(r, p, "method", nil)
 	if err != nil {
 		return err
 	}
-	hh, err := householdOnly(p)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(r, "method")
-	if err != nil {
-		return err
-	}
-	if err := setup.DisableMethod(r.Context(), hh, id); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, setup.DisableMethod(r.Context(), hh, id))
 }
-
-// --- auto-pay ---
 
 func (a *api) listRules(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	_, setup, _, err := a.payments()
@@ -494,15 +495,8 @@ func (a *api) listRules(w http.ResponseWriter, r *http.Request, p *auth.Principa
 	if err != nil {
 		return err
 	}
-	rules, err := setup.Rules(r.Context(), acc.ID)
-	if err != nil {
-		return err
-	}
-	if rules == nil {
-		rules = []payment.Rule{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": rules})
-	return nil
+	out, err := items(setup.Rules(r.Context(), acc.ID))
+	return answer(w, http.StatusOK, out, err)
 }
 
 type enrolRequest struct {
@@ -528,11 +522,7 @@ func amountField(field string, s *string) (decimal.Decimal, error) {
 }
 
 func (a *api) enrol(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	_, setup, _, err := a.payments()
-	if err != nil {
-		return err
-	}
-	hh, err := householdOnly(p)
+	setup, hh, _, err := a.setupCall(r, p, "", nil)
 	if err != nil {
 		return err
 	}
@@ -558,61 +548,34 @@ func (a *api) enrol(w http.ResponseWriter, r *http.Request, p *auth.Principal) e
 		}
 	}
 	got, err := setup.Enrol(r.Context(), rule)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusAccepted, got)
-	return nil
-}
-
-func (a *api) ruleAct(w http.ResponseWriter, r *http.Request, p *auth.Principal, act func(PaymentSetup, int64, int64) (any, error)) error {
-	_, setup, _, err := a.payments()
-	if err != nil {
-		return err
-	}
-	hh, err := householdOnly(p)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(r, "rule")
-	if err != nil {
-		return err
-	}
-	out, err := act(setup, hh, id)
-	if err != nil {
-		return err
-	}
-	if out == nil {
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return answer(w, http.StatusAccepted, got, err)
 }
 
 func (a *api) resendRuleCode(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	return a.ruleAct(w, r, p, func(s PaymentSetup, hh, id int64) (any, error) {
-		return nil, s.SendRuleCode(r.Context(), hh, id)
-	})
+	setup, hh, id, err := a.setupCall(r, p, "rule", nil)
+	if err != nil {
+		return err
+	}
+	return noContent(w, setup.SendRuleCode(r.Context(), hh, id))
 }
 
 func (a *api) confirmRule(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	var req confirmRequest
-	if err := decode(r, &req); err != nil {
+	setup, hh, id, err := a.setupCall(r, p, "rule", &req)
+	if err != nil {
 		return err
 	}
-	if req.Code == "" {
-		return apperr.Field("code", "must be set")
-	}
-	return a.ruleAct(w, r, p, func(s PaymentSetup, hh, id int64) (any, error) {
-		return s.ConfirmRule(r.Context(), hh, id, req.Code)
-	})
+	rule, err := setup.ConfirmRule(r.Context(), hh, id, req.Code)
+	return answer(w, http.StatusOK, rule, err)
 }
 
 func (a *api) disableRule(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	return a.ruleAct(w, r, p, func(s PaymentSetup, hh, id int64) (any, error) {
-		return s.DisableRule(r.Context(), hh, id)
-	})
+	setup, hh, id, err := a.setupCall(r, p, "rule", nil)
+	if err != nil {
+		return err
+	}
+	rule, err := setup.DisableRule(r.Context(), hh, id)
+	return answer(w, http.StatusOK, rule, err)
 }
 
 // --- development SMS inbox ---

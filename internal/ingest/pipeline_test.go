@@ -210,3 +210,55 @@ func TestPipelineCarriesRegion(t *testing.T) {
 	assert.Equal(t, map[string]int{"north": 2, "south": 1}, sinks.intervalRegions("E-N"))
 	assert.Equal(t, map[string]int{"": 1}, sinks.intervalRegions("E-X"))
 }
+
+// slowSinks hold each series write until released, to stop the pipeline
+// while a write is under way.
+type slowSinks struct {
+	*flakySinks
+	started chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (s *slowSinks) WriteSeries(ctx context.Context, b *Batch) error {
+	s.once.Do(func() { close(s.started) })
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.flakySinks.WriteSeries(ctx, b)
+}
+
+// A graceful stop lets a store write under way finish, then flushes and
+// snapshots what was taken: the checkpoint covers every record, so nothing
+// needs replaying at the next start.
+func TestPipelineStopDrainsAWriteUnderWay(t *testing.T) {
+	j, err := journal.Open(journal.Options{Dir: t.TempDir(), NoSync: true})
+	require.NoError(t, err)
+	defer j.Close()
+	sinks := &slowSinks{flakySinks: newFlaky(), started: make(chan struct{}), release: make(chan struct{})}
+	p := NewPipeline(PipelineConfig{Workers: 1, FlushInterval: 10 * time.Millisecond, SnapshotInterval: time.Hour, DrainTimeout: 10 * time.Second}, j, sinks, sinks, nil)
+	require.NoError(t, p.Start(context.Background()))
+
+	t0 := time.Now().Add(-time.Hour).Truncate(15 * time.Minute)
+	for seq := 1; seq <= 5; seq++ {
+		at := t0.Add(time.Duration(seq) * time.Minute)
+		msg := meter.Message{Meter: "E-1", Seq: uint64(seq), Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at, Value: meter.Value(seq * 10)}}}
+		_, err := j.Append(context.Background(), AppendRecord(nil, at, device.Identity{ID: "E-1", Utility: meter.Electricity}, []meter.Message{msg}))
+		require.NoError(t, err)
+	}
+	<-sinks.started
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Stop() }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Stop returned while a write was under way: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(sinks.release)
+	require.NoError(t, <-stopped)
+	assert.Equal(t, 5, sinks.count("E-1"), "every taken reading was written")
+	assert.Equal(t, uint64(5), j.Checkpointed(), "the checkpoint covers everything: nothing to replay")
+	assert.NotEmpty(t, sinks.states["E-1"], "states were saved in the drain")
+}

@@ -47,32 +47,35 @@ func (w *worker) run(ctx context.Context) error {
 	defer flush.Stop()
 	snap := time.NewTicker(w.p.cfg.SnapshotInterval)
 	defer snap.Stop()
+	// Store writes run under wctx, which shutdown does not cancel at once:
+	// a write under way when ctx ends completes, and the drain below
+	// flushes and snapshots what was taken. Only DrainTimeout after ctx
+	// ends is wctx cancelled, so shutdown never hangs on a store that is
+	// down (the journal keeps the records; they replay at the next start).
+	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer wcancel()
+	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(w.p.cfg.DrainTimeout, wcancel) })
+	defer stopTimer()
 	for {
 		select {
 		case <-ctx.Done():
-			// Drain: whatever was taken is flushed and snapshotted, with a
-			// fresh, bounded context so shutdown completes the writes but
-			// never hangs on a store that is down (the journal keeps the
-			// records, and they replay at the next start).
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.p.cfg.DrainTimeout)
-			defer cancel()
-			return w.snapshot(dctx)
+			return w.snapshot(wctx)
 		case it := <-w.in:
 			w.seen = it.offset
 			if !it.tick {
 				w.apply(it.rec)
 			}
 			if w.batch.len() >= w.p.cfg.BatchSize {
-				if err := w.flush(ctx); err != nil {
+				if err := w.flush(wctx); err != nil {
 					return err
 				}
 			}
 		case <-flush.C:
-			if err := w.flush(ctx); err != nil {
+			if err := w.flush(wctx); err != nil {
 				return err
 			}
 		case <-snap.C:
-			if err := w.snapshot(ctx); err != nil {
+			if err := w.snapshot(wctx); err != nil {
 				return err
 			}
 		}

@@ -10,6 +10,7 @@
 //	gateway_clearing             asset: money the gateway holds for us until payout
 //	receivable:household:<id>    asset: what a household owes (bills debit it)
 //	prepaid:account:<id>         liability: prepaid credit we owe an account
+//	fees:gateway                 expense: what the gateway keeps of each charge
 //	revenue                      income: the charges of issued bills
 //	tax_payable                  liability: the tax of issued bills
 package ledger
@@ -30,6 +31,8 @@ const (
 	Revenue = "revenue"
 	// TaxPayable is the tax on issued bills, owed to the tax authority.
 	TaxPayable = "tax_payable"
+	// GatewayFees is the expense of the payment gateway's fees.
+	GatewayFees = "fees:gateway"
 )
 
 // Receivable is the receivable account of a household.

@@ -51,7 +51,8 @@ func (e Event) Decode(v any) error {
 // counts the attempt.
 type Store interface {
 	Claim(ctx context.Context, consumer string, now time.Time, lease time.Duration, limit int) ([]Event, error)
-	Done(ctx context.Context, consumer string, outboxID int64, now time.Time) error
+	// Done marks deliveries handled.
+	Done(ctx context.Context, consumer string, outboxIDs []int64, now time.Time) error
 	// Retry releases a delivery to be tried again at next; dead gives up.
 	Retry(ctx context.Context, consumer string, outboxID int64, errText string, next time.Time, dead bool) error
 }
@@ -139,7 +140,9 @@ type Stats struct {
 }
 
 // RunOnce claims and handles due deliveries until none is left, and
-// returns what it did.
+// returns what it did. The deliveries of one claim are marked done together
+// after the batch: a crash in between delivers them again, which the
+// handlers' idempotency makes harmless.
 func (c *Consumer) RunOnce(ctx context.Context) (Stats, error) {
 	var st Stats
 	for {
@@ -147,10 +150,18 @@ func (c *Consumer) RunOnce(ctx context.Context) (Stats, error) {
 		if err != nil {
 			return st, fmt.Errorf("outbox %s: claim: %w", c.cfg.Name, err)
 		}
+		var done []int64
 		for _, e := range evs {
-			if err := c.deliver(ctx, e, &st); err != nil {
-				return st, err
+			ok, err := c.deliver(ctx, e, &st)
+			if ok {
+				done = append(done, e.ID)
 			}
+			if err != nil {
+				return st, errors.Join(err, c.markDone(ctx, done, &st))
+			}
+		}
+		if err := c.markDone(ctx, done, &st); err != nil {
+			return st, err
 		}
 		if len(evs) < c.cfg.Batch {
 			return st, nil
@@ -158,28 +169,37 @@ func (c *Consumer) RunOnce(ctx context.Context) (Stats, error) {
 	}
 }
 
-func (c *Consumer) deliver(ctx context.Context, e Event, st *Stats) error {
+func (c *Consumer) markDone(ctx context.Context, ids []int64, st *Stats) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := c.store.Done(ctx, c.cfg.Name, ids, c.cfg.Now()); err != nil {
+		// The leases run out and the events come again; the handlers are
+		// idempotent.
+		return fmt.Errorf("outbox %s: mark %d done: %w", c.cfg.Name, len(ids), err)
+	}
+	st.Handled += len(ids)
+	return nil
+}
+
+// deliver runs the handler; it reports whether the event was handled, and
+// records a failure for retry or as dead.
+func (c *Consumer) deliver(ctx context.Context, e Event, st *Stats) (bool, error) {
 	hctx, cancel := context.WithTimeout(ctx, c.cfg.Lease*3/4)
 	herr := c.handler(hctx, e)
 	cancel()
-	now := c.cfg.Now()
 	if herr == nil {
-		if err := c.store.Done(ctx, c.cfg.Name, e.ID, now); err != nil {
-			// The lease runs out and the event comes again; the handler is
-			// idempotent.
-			return fmt.Errorf("outbox %s: mark %s done: %w", c.cfg.Name, e.Key, err)
-		}
-		st.Handled++
-		return nil
+		return true, nil
 	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return false, ctx.Err()
 	}
+	now := c.cfg.Now()
 	var perm permanentError
 	dead := errors.As(herr, &perm) || e.Attempt >= c.cfg.MaxAttempts
 	next := now.Add(c.backoff(e.Attempt))
 	if err := c.store.Retry(ctx, c.cfg.Name, e.ID, herr.Error(), next, dead); err != nil {
-		return fmt.Errorf("outbox %s: release %s: %w", c.cfg.Name, e.Key, err)
+		return false, fmt.Errorf("outbox %s: release %s: %w", c.cfg.Name, e.Key, err)
 	}
 	if dead {
 		st.Dead++
@@ -188,7 +208,7 @@ func (c *Consumer) deliver(ctx context.Context, e Event, st *Stats) error {
 		st.Retried++
 		c.cfg.Logger.Warn("outbox event failed; will retry", "event", e.Key, "kind", e.Kind, "attempt", e.Attempt, "next", next, "err", herr)
 	}
-	return nil
+	return false, nil
 }
 
 // backoff is the wait after the attempt-th failure: Backoff doubled per

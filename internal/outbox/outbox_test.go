@@ -218,3 +218,27 @@ func TestConcurrentConsumersShareWithoutOverlap(t *testing.T) {
 		assert.Equal(t, 1, v, k)
 	}
 }
+
+// BenchmarkConsumer measures delivery of events to a consumer whose handler
+// does nothing: the outbox's own cost per event (claim under a lease, mark
+// done in batches), against real PostgreSQL.
+func BenchmarkConsumer(b *testing.B) {
+	ctx := context.Background()
+	db := testenv.PostgresDB(b)
+	store := &postgres.Outbox{DB: db}
+	var hh, acc int64
+	require.NoError(b, db.Pool.QueryRow(ctx, `insert into households (name) values ('Ada') returning id`).Scan(&hh))
+	require.NoError(b, db.Pool.QueryRow(ctx, `insert into accounts (household_id, number, currency, time_zone)
+		values ($1, 'A-1', 'GBP', 'Europe/London') returning id`, hh).Scan(&acc))
+	_, err := db.Pool.Exec(ctx, `insert into outbox (event_key, kind, account_id, payload, occurred_at)
+		select 'bill.issued:' || g, 'bill.issued', $1, '{}', now() from generate_series(1, $2) g`, acc, b.N)
+	require.NoError(b, err)
+	c, err := outbox.New(store, outbox.Config{Name: "ledger", Batch: 500}, func(context.Context, outbox.Event) error { return nil })
+	require.NoError(b, err)
+	b.ResetTimer()
+	st, err := c.RunOnce(ctx)
+	b.StopTimer()
+	require.NoError(b, err)
+	require.Equal(b, b.N, st.Handled)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

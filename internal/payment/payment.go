@@ -46,6 +46,33 @@ func CanMove(from, to State) bool {
 // Final reports whether s is a terminal state.
 func (s State) Final() bool { return len(transitions[s]) == 0 }
 
+// Outbox event kinds of payment state changes. The store writes one in the
+// same transaction as the move into its state, keyed "<kind>:<payment id>",
+// so alerts learn of each change exactly once.
+const (
+	EventOTPSent   = "payment.otp_sent" // the household is asked to confirm
+	EventSucceeded = "payment.succeeded"
+	EventFailed    = "payment.failed"
+	EventExpired   = "payment.expired"
+)
+
+// EventKind is the outbox event a move into s writes, or "" for none
+// (confirmed and charging are steps the household does not need to hear
+// about; canceled is the household's own doing).
+func EventKind(s State) string {
+	switch s {
+	case OTPSent:
+		return EventOTPSent
+	case Succeeded:
+		return EventSucceeded
+	case Failed:
+		return EventFailed
+	case Expired:
+		return EventExpired
+	}
+	return ""
+}
+
 // Kind is what a payment pays.
 type Kind string
 
@@ -79,6 +106,8 @@ type Payment struct {
 	Gateway         string
 	GatewayChargeID string
 	GatewayStatus   string
+	// Fee is the gateway's fee of a succeeded charge (zero if unknown).
+	Fee decimal.Decimal
 	// Attempts counts charge attempts sent (or about to be sent).
 	Attempts      int
 	FailureReason string
@@ -160,6 +189,10 @@ type ChargeResult struct {
 	Status ChargeStatus
 	// DeclineCode says why a charge was declined (insufficient_funds, ...).
 	DeclineCode string
+	// Fee is what the gateway keeps of a succeeded charge, in the charge's
+	// currency; zero when the gateway does not say at charge time (its
+	// fees then reach the ledger with the payout).
+	Fee decimal.Decimal
 }
 
 // Gateway charges payment methods. Implementations must be safe for

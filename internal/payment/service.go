@@ -458,6 +458,9 @@ func (s *Service) settle(ctx context.Context, id int64, attempt int, res ChargeR
 		switch res.Status {
 		case ChargeSucceeded:
 			p.FailureReason = ""
+			if res.Fee.IsPositive() && res.Fee.LessThan(p.Amount) {
+				p.Fee = res.Fee
+			}
 			if err := p.move(Succeeded, now); err != nil {
 				return err
 			}
@@ -516,16 +519,22 @@ func (s *Service) settle(ctx context.Context, id int64, attempt int, res ChargeR
 }
 
 // book posts a succeeded payment: a balanced ledger entry (debit the
-// gateway's clearing account, credit the household's receivable, or the
-// account's prepaid credit for a top-up), and the bill paid.
+// gateway's clearing account with what it will pay out and the fees account
+// with its fee, credit the household's receivable, or the account's prepaid
+// credit for a top-up, with the whole amount), and the bill paid.
 func (s *Service) book(ctx context.Context, tx Tx, p *Payment, now time.Time) error {
 	credit := ledger.Receivable(p.HouseholdID)
 	if p.Kind == KindTopUp {
 		credit = ledger.Prepaid(p.AccountID)
 	}
-	e := ledger.Transfer(fmt.Sprintf("payment:%d", p.ID), fmt.Sprintf("payment %d %s", p.ID, p.Kind), now,
-		ledger.GatewayClearing, credit, p.Amount, p.Currency)
-	e.PaymentID = p.ID
+	e := ledger.Entry{Key: fmt.Sprintf("payment:%d", p.ID), Memo: fmt.Sprintf("payment %d %s", p.ID, p.Kind), PostedAt: now,
+		PaymentID: p.ID, Postings: []ledger.Posting{
+			{Account: ledger.GatewayClearing, Amount: p.Amount.Sub(p.Fee), Currency: p.Currency},
+			{Account: credit, Amount: p.Amount.Neg(), Currency: p.Currency},
+		}}
+	if p.Fee.IsPositive() {
+		e.Postings = append(e.Postings, ledger.Posting{Account: ledger.GatewayFees, Amount: p.Fee, Currency: p.Currency})
+	}
 	if err := e.Validate(); err != nil {
 		return err
 	}

@@ -157,6 +157,9 @@ type Setup struct {
 	s      *Service
 	store  SetupStore
 	region string
+	// Inspector tells what a gateway token is; without one, payment methods
+	// cannot be added through the API.
+	Inspector MethodInspector
 }
 
 // NewSetup returns the setup service over the payment service's policy,
@@ -326,6 +329,38 @@ func (st *Setup) VerifyPhone(ctx context.Context, householdID, phoneID int64, co
 // Methods lists a household's usable payment methods.
 func (st *Setup) Methods(ctx context.Context, householdID int64) ([]Method, error) {
 	return st.store.Methods(ctx, householdID)
+}
+
+// AddMethod records a payment method from the gateway's token (made by the
+// gateway's own card form: a card number never reaches Meterflow). The
+// gateway is asked what the token is; an unknown or expired card is
+// refused, and only brand, last four digits and expiry are kept.
+func (st *Setup) AddMethod(ctx context.Context, householdID int64, token string) (Method, error) {
+	if st.Inspector == nil {
+		return Method{}, apperr.New(apperr.Unavailable, "this server's gateway cannot add payment methods")
+	}
+	token = strings.TrimSpace(token)
+	if token == "" || len(token) > 255 {
+		return Method{}, apperr.Field("token", "must be a gateway token of 1 to 255 characters")
+	}
+	if strings.Trim(token, "0123456789 -") == "" {
+		return Method{}, apperr.Field("token", "send the gateway's token, never a card number")
+	}
+	info, err := st.Inspector.Method(ctx, token)
+	if err != nil {
+		if c := apperr.CodeOf(err); c == apperr.NotFound || c == apperr.Invalid {
+			return Method{}, apperr.Field("token", "the gateway does not know this payment method")
+		}
+		return Method{}, err
+	}
+	if err := info.Validate(); err != nil {
+		return Method{}, err
+	}
+	if info.ExpiredAt(st.s.Now()) {
+		return Method{}, apperr.Field("token", "this card has expired")
+	}
+	return st.store.InsertMethod(ctx, Method{HouseholdID: householdID, Gateway: st.s.cfg.Gateway, Token: token,
+		Brand: info.Brand, Last4: info.Last4, ExpMonth: info.ExpMonth, ExpYear: info.ExpYear}, st.s.Now())
 }
 
 // DisableMethod stops a payment method from being used.

@@ -29,3 +29,18 @@ func Normalize(raw, region string) (string, error) {
 	}
 	return phonenumbers.Format(n, phonenumbers.E164), nil
 }
+
+// IsE164 reports whether s is already in E.164 form: a plus sign, a country
+// code that does not start with 0, and 7 to 15 digits in all (the check the
+// schema puts on stored numbers). It does not say the number exists.
+func IsE164(s string) bool {
+	if len(s) < 8 || len(s) > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9' {
+		return false
+	}
+	for i := 2; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -34,3 +34,21 @@ func TestNormalize(t *testing.T) {
 		})
 	}
 }
+
+func TestIsE164(t *testing.T) {
+	for s, want := range map[string]bool{
+		"+447911123456":     true,
+		"+1201555012":       true,
+		"+1234567":          true,
+		"+123456":           false, // 6 digits
+		"+1234567890123456": false, // 16 digits
+		"447911123456":      false,
+		"+047911123456":     false,
+		"+44 7911 123456":   false,
+		"+44791112345a":     false,
+		"":                  false,
+		"+":                 false,
+	} {
+		assert.Equal(t, want, IsE164(s), s)
+	}
+}

@@ -184,3 +184,99 @@ func isForeignKeyViolation(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23503"
 }
+
+// APITokens lists every API token by id.
+func (s *Auth) APITokens(ctx context.Context) ([]auth.APIToken, error) {
+	rows, err := s.DB.Pool.Query(ctx, `select id, name, scopes, coalesce(created_by, 0), created_at, expires_at, revoked_at
+		from api_tokens order by id`)
+	if err != nil {
+		return nil, fmt.Errorf("api tokens: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (auth.APIToken, error) {
+		var t auth.APIToken
+		var expires, revoked *time.Time
+		err := r.Scan(&t.ID, &t.Name, &t.Scopes, &t.CreatedBy, &t.CreatedAt, &expires, &revoked)
+		t.ExpiresAt, t.RevokedAt = derefTime(expires), derefTime(revoked)
+		return t, err
+	})
+}
+
+// RevokeAPIToken marks an API token revoked; revoking it again keeps the
+// first time.
+func (s *Auth) RevokeAPIToken(ctx context.Context, id int64, at time.Time) error {
+	tag, err := s.DB.Pool.Exec(ctx, `update api_tokens set revoked_at = coalesce(revoked_at, $2) where id = $1`, id, at)
+	if err != nil {
+		return fmt.Errorf("revoke api token %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return apperr.New(apperr.NotFound, "api token %d not found", id)
+	}
+	return nil
+}
+
+func scanLockout(row pgx.Row, l *auth.Lockout) error {
+	var ws, lu *time.Time
+	err := row.Scan(&l.Failures, &ws, &lu)
+	l.WindowStart, l.LockedUntil = derefTime(ws), derefTime(lu)
+	return err
+}
+
+// Lockout returns a phone number's wrong-password count and lock.
+func (s *Auth) Lockout(ctx context.Context, phone string) (auth.Lockout, error) {
+	l := auth.Lockout{Phone: phone}
+	err := scanLockout(s.DB.Pool.QueryRow(ctx, `select failures, window_start, locked_until from sign_in_lockouts where phone = $1`, phone), &l)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return auth.Lockout{Phone: phone}, nil
+	}
+	if err != nil {
+		return l, fmt.Errorf("sign-in lockout: %w", err)
+	}
+	return l, nil
+}
+
+// UpdateLockout locks (creating) a phone number's lockout row, lets fn
+// change it, and saves it.
+func (s *Auth) UpdateLockout(ctx context.Context, phone string, fn func(l *auth.Lockout) error) error {
+	return s.DB.InTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `insert into sign_in_lockouts (phone, updated_at) values ($1, now()) on conflict (phone) do nothing`, phone); err != nil {
+			return fmt.Errorf("sign-in lockout: %w", err)
+		}
+		l := auth.Lockout{Phone: phone}
+		if err := scanLockout(tx.QueryRow(ctx, `select failures, window_start, locked_until from sign_in_lockouts where phone = $1 for update`, phone), &l); err != nil {
+			return fmt.Errorf("sign-in lockout: %w", err)
+		}
+		if err := fn(&l); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `update sign_in_lockouts set failures = $2, window_start = $3, locked_until = $4, updated_at = now() where phone = $1`,
+			phone, l.Failures, nullTime(l.WindowStart), nullTime(l.LockedUntil))
+		if err != nil {
+			return fmt.Errorf("save sign-in lockout: %w", err)
+		}
+		return nil
+	})
+}
+
+// Cleanup deletes expired or revoked sessions, long-expired challenges and
+// idle lockouts.
+func (s *Auth) Cleanup(ctx context.Context, now, challengesBefore, lockoutsBefore time.Time) (auth.Cleaned, error) {
+	var c auth.Cleaned
+	err := s.DB.InTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `delete from sessions where expires_at <= $1 or revoked_at is not null`, now)
+		if err != nil {
+			return fmt.Errorf("delete sessions: %w", err)
+		}
+		c.Sessions = tag.RowsAffected()
+		if tag, err = tx.Exec(ctx, `delete from sign_in_challenges where expires_at < $1`, challengesBefore); err != nil {
+			return fmt.Errorf("delete sign-in challenges: %w", err)
+		}
+		c.Challenges = tag.RowsAffected()
+		if tag, err = tx.Exec(ctx, `delete from sign_in_lockouts where (locked_until is null or locked_until <= $1)
+			and (window_start is null or window_start < $2) and updated_at < $2`, now, lockoutsBefore); err != nil {
+			return fmt.Errorf("delete sign-in lockouts: %w", err)
+		}
+		c.Lockouts = tag.RowsAffected()
+		return nil
+	})
+	return c, err
+}

@@ -817,6 +817,29 @@ func (s *Billing) Thresholds(ctx context.Context, accountIDs []int64) ([]billing
 	return budgets, ths, nil
 }
 
+// ReplaceBudgets replaces an account's budgets in one transaction.
+func (s *Billing) ReplaceBudgets(ctx context.Context, accountID int64, bs []billing.Budget) error {
+	return s.DB.InTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `delete from budgets where account_id = $1`, accountID); err != nil {
+			return fmt.Errorf("delete budgets of account %d: %w", accountID, err)
+		}
+		for _, b := range bs {
+			pcts := make([]int16, len(b.Percents))
+			for i, p := range b.Percents {
+				pcts[i] = int16(p)
+			}
+			if _, err := tx.Exec(ctx, `insert into budgets (account_id, scope, amount, percents) values ($1, $2, $3, $4)`,
+				accountID, b.Scope, num(b.Amount), pcts); err != nil {
+				if isForeignKeyViolation(err) {
+					return apperr.New(apperr.NotFound, "account %d not found", accountID)
+				}
+				return fmt.Errorf("insert budget %s of account %d: %w", b.Scope, accountID, err)
+			}
+		}
+		return nil
+	})
+}
+
 // SaveAccruals upserts the accruals and records new events in one
 // transaction.
 func (s *Billing) SaveAccruals(ctx context.Context, accruals []billing.Accrual, events []billing.Event) (int, error) {

@@ -51,10 +51,10 @@ func (s *Outbox) Claim(ctx context.Context, consumer string, now time.Time, leas
 	return evs, nil
 }
 
-// Done marks a delivery handled.
-func (s *Outbox) Done(ctx context.Context, consumer string, outboxID int64, now time.Time) error {
+// Done marks deliveries handled.
+func (s *Outbox) Done(ctx context.Context, consumer string, outboxIDs []int64, now time.Time) error {
 	_, err := s.DB.Pool.Exec(ctx, `update outbox_deliveries set done_at = $3, lease_until = null, last_error = ''
-		where consumer = $1 and outbox_id = $2`, consumer, outboxID, now)
+		where consumer = $1 and outbox_id = any($2)`, consumer, outboxIDs, now)
 	return err
 }
 

@@ -2,9 +2,11 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,6 +18,7 @@ import (
 	"github.com/meterflow/meterflow/internal/ledger"
 	"github.com/meterflow/meterflow/internal/otp"
 	"github.com/meterflow/meterflow/internal/payment"
+	"github.com/meterflow/meterflow/internal/phone"
 )
 
 // Payments is the PostgreSQL store of payments, one-time passwords, SMS
@@ -27,22 +30,25 @@ var _ payment.Store = (*Payments)(nil)
 const paymentColumns = `p.id, p.household_id, p.account_id, coalesce(p.bill_id, 0), coalesce(p.autopay_rule_id, 0), p.kind,
 	p.amount, p.currency, p.payee, p.payment_method_id, m.token, p.state, p.idempotency_key, p.gateway,
 	p.gateway_charge_id, p.gateway_status, p.attempts, p.failure_reason, p.confirm_by, p.lease_until,
-	p.created_at, p.updated_at, p.otp_sent_at, p.confirmed_at, p.charging_at, p.settled_at, p.requires_otp`
+	p.created_at, p.updated_at, p.otp_sent_at, p.confirmed_at, p.charging_at, p.settled_at, p.requires_otp, p.fee`
 
 func scanPayment(row pgx.Row) (payment.Payment, error) {
 	var p payment.Payment
-	var amount pgtype.Numeric
+	var amount, fee pgtype.Numeric
 	var kind, state string
 	var lease, sent, confirmed, charging, settled *time.Time
 	err := row.Scan(&p.ID, &p.HouseholdID, &p.AccountID, &p.BillID, &p.AutoPayRuleID, &kind,
 		&amount, &p.Currency, &p.Payee, &p.PaymentMethodID, &p.MethodToken, &state, &p.IdempotencyKey, &p.Gateway,
 		&p.GatewayChargeID, &p.GatewayStatus, &p.Attempts, &p.FailureReason, &p.ConfirmBy, &lease,
-		&p.CreatedAt, &p.UpdatedAt, &sent, &confirmed, &charging, &settled, &p.RequiresOTP)
+		&p.CreatedAt, &p.UpdatedAt, &sent, &confirmed, &charging, &settled, &p.RequiresOTP, &fee)
 	if err != nil {
 		return p, err
 	}
 	p.Kind, p.State = payment.Kind(kind), payment.State(state)
 	if p.Amount, err = dec(amount); err != nil {
+		return p, err
+	}
+	if p.Fee, err = dec(fee); err != nil {
 		return p, err
 	}
 	p.LeaseUntil, p.OTPSentAt, p.ConfirmedAt = derefTime(lease), derefTime(sent), derefTime(confirmed)
@@ -134,14 +140,41 @@ func (s *Payments) Update(ctx context.Context, id int64, fn func(payment.Tx, *pa
 		}
 		_, err = tx.Exec(ctx, `update payments set state = $2, gateway = $3, gateway_charge_id = $4, gateway_status = $5,
 			attempts = $6, failure_reason = $7, lease_until = $8, updated_at = $9, otp_sent_at = $10, confirmed_at = $11,
-			charging_at = $12, settled_at = $13 where id = $1`,
+			charging_at = $12, settled_at = $13, fee = $14 where id = $1`,
 			p.ID, string(p.State), p.Gateway, p.GatewayChargeID, p.GatewayStatus, p.Attempts, p.FailureReason,
-			nullTime(p.LeaseUntil), p.UpdatedAt, nullTime(p.OTPSentAt), nullTime(p.ConfirmedAt), nullTime(p.ChargingAt), nullTime(p.SettledAt))
+			nullTime(p.LeaseUntil), p.UpdatedAt, nullTime(p.OTPSentAt), nullTime(p.ConfirmedAt), nullTime(p.ChargingAt), nullTime(p.SettledAt), num(p.Fee))
 		if err != nil {
 			return fmt.Errorf("save payment %d: %w", id, err)
 		}
+		if p.State != before.State {
+			return paymentEvent(ctx, tx, &p)
+		}
 		return nil
 	})
+}
+
+// paymentEvent writes the outbox event of p's move into its state, in the
+// transaction that saves the move. Its key is unique per payment and kind.
+func paymentEvent(ctx context.Context, tx pgx.Tx, p *payment.Payment) error {
+	kind := payment.EventKind(p.State)
+	if kind == "" {
+		return nil
+	}
+	payload, err := json.Marshal(map[string]any{
+		"payment_id": p.ID, "household_id": p.HouseholdID, "account_id": p.AccountID, "bill_id": p.BillID,
+		"kind": p.Kind, "amount": p.Amount.String(), "currency": p.Currency, "payee": p.Payee,
+		"state": p.State, "failure_reason": p.FailureReason, "confirm_by": p.ConfirmBy,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `insert into outbox (event_key, kind, account_id, payload, occurred_at)
+		values ($1, $2, $3, $4, $5) on conflict (event_key) do nothing`,
+		fmt.Sprintf("%s:%d", kind, p.ID), kind, p.AccountID, payload, p.UpdatedAt)
+	if err != nil {
+		return fmt.Errorf("outbox event of payment %d: %w", p.ID, err)
+	}
+	return nil
 }
 
 // DuePending lists unconfirmed payments past their deadline.
@@ -177,19 +210,34 @@ func (s *Payments) SMSResult(ctx context.Context, id int64, providerID string, s
 	return nil
 }
 
-// SMSDelivery records a provider's delivery report for a message.
+// SMSDelivery records a provider's delivery report for a message. Statuses
+// only move forward: queued, then sent, then one of delivered, undelivered
+// and failed, which is final. A report that would move a message backwards
+// or sideways (a late "sent" after "delivered", or a second final status)
+// changes nothing and is not an error, since providers do not promise to
+// report in order; a repeated report is a no-op.
 func (s *Payments) SMSDelivery(ctx context.Context, provider, providerID, status, errText string, now time.Time) error {
 	switch status {
 	case "sent", "delivered", "failed", "undelivered":
 	default:
 		return apperr.Field("status", "unknown delivery status %q", status)
 	}
-	tag, err := s.DB.Pool.Exec(ctx, `update sms_messages set status = $3, error = $4, updated_at = $5
-		where provider = $1 and provider_id = $2`, provider, providerID, status, errText, now)
+	var found, changed int
+	err := s.DB.Pool.QueryRow(ctx, `
+		with m as (
+			select id, status from sms_messages where provider = $1 and provider_id = $2 for update
+		), u as (
+			update sms_messages s set status = $3, error = $4, updated_at = $5
+			  from m
+			 where s.id = m.id and (m.status = 'queued' or (m.status = 'sent' and $3 <> 'sent'))
+			returning s.id
+		)
+		select (select count(*) from m), (select count(*) from u)`,
+		provider, providerID, status, errText, now).Scan(&found, &changed)
 	if err != nil {
 		return fmt.Errorf("record delivery of %s: %w", providerID, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if found == 0 {
 		return apperr.New(apperr.NotFound, "no message %s from %s", providerID, provider)
 	}
 	return nil
@@ -431,8 +479,15 @@ type DevSMS struct{ DB *DB }
 
 var _ payment.Sender = (*DevSMS)(nil)
 
-// Send stores the message and returns its inbox id as the provider id.
+// Send stores the message and returns its inbox id as the provider id. Like
+// a real sender it refuses a number not in E.164 and an empty text.
 func (d *DevSMS) Send(ctx context.Context, to, body string) (string, error) {
+	if !phone.IsE164(to) {
+		return "", apperr.Field("to", "not an E.164 number")
+	}
+	if strings.TrimSpace(body) == "" {
+		return "", apperr.Field("body", "must not be empty")
+	}
 	var id int64
 	if err := d.DB.Pool.QueryRow(ctx, `insert into sms_dev_inbox (to_e164, body) values ($1, $2) returning id`, to, body).Scan(&id); err != nil {
 		return "", fmt.Errorf("dev sms: %w", err)

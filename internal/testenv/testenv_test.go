@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -24,4 +26,25 @@ func TestInfluxAnswers(t *testing.T) {
 	i := InfluxDB(t)
 	require.NotEmpty(t, i.URL)
 	require.Contains(t, i.Bucket, "/autogen")
+}
+
+func TestStripeMockAnswers(t *testing.T) {
+	m := StartStripeMock(t)
+	req, err := http.NewRequest(http.MethodGet, m.URL+"/v1/payment_methods/pm_card_visa", nil)
+	require.NoError(t, err)
+	req.SetBasicAuth("sk_test_123", "")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// It checks request shapes: an unknown parameter is refused.
+	bad, err := http.NewRequest(http.MethodPost, m.URL+"/v1/payment_intents", strings.NewReader("amount=100&currency=gbp&no_such_param=1"))
+	require.NoError(t, err)
+	bad.SetBasicAuth("sk_test_123", "")
+	bad.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp2, err := http.DefaultClient.Do(bad)
+	require.NoError(t, err)
+	resp2.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp2.StatusCode)
 }

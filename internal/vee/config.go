@@ -86,6 +86,7 @@ type overrides struct {
 	MeasuredSpan  *duration                      `yaml:"measured_span"`
 	SkewThreshold *duration                      `yaml:"skew_threshold"`
 	MaxFuture     *duration                      `yaml:"max_future"`
+	LateHorizon   *duration                      `yaml:"late_horizon"`
 	TimeZone      *string                        `yaml:"time_zone"`
 	Registers     map[meter.Channel]registerSpec `yaml:"registers"`
 	Ranges        map[meter.Channel]rangeSpec    `yaml:"ranges"`
@@ -206,6 +207,7 @@ func (o overrides) apply(r *Rules, where string) error {
 	set(&r.MeasuredSpan, o.MeasuredSpan)
 	set(&r.SkewThreshold, o.SkewThreshold)
 	set(&r.MaxFuture, o.MaxFuture)
+	set(&r.LateHorizon, o.LateHorizon)
 	if o.TimeZone != nil {
 		loc, err := time.LoadLocation(*o.TimeZone)
 		if err != nil {

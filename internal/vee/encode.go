@@ -9,7 +9,8 @@ import (
 	"github.com/meterflow/meterflow/internal/meter"
 )
 
-// The encoding of a State, version 1. Integers are varints (signed ones
+// The encoding of a State, version 2 (version 1 is the same without the
+// arcs). Integers are varints (signed ones
 // zig-zag), strings a length and bytes, so a typical state is a few
 // hundred bytes:
 //
@@ -29,12 +30,15 @@ import (
 //	                           varint, then the uvarint step from the read
 //	                           before), raw, delta, acc, head varint;
 //	                           seg, accF uvarint; bits byte
+//	  narcs                    uvarint (version 2), then per arc: from
+//	                           varint, to-from uvarint, fromRaw, sum
+//	                           varint, flags uvarint
 //
 // A new version gets a new version byte; UnmarshalBinary keeps reading
 // every version it ever wrote.
 const (
 	encMagic   = "vee"
-	encVersion = 1
+	encVersion = 2
 	maxRegs    = 64
 	maxString  = 256
 )
@@ -114,6 +118,14 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 			b = binary.AppendUvarint(b, uint64(rd.accF))
 			b = append(b, rd.bits)
 		}
+		b = binary.AppendUvarint(b, uint64(len(g.arcs)))
+		for _, a := range g.arcs {
+			b = binary.AppendVarint(b, a.from)
+			b = binary.AppendUvarint(b, uint64(a.to-a.from))
+			b = binary.AppendVarint(b, int64(a.fromRaw))
+			b = binary.AppendVarint(b, int64(a.sum))
+			b = binary.AppendUvarint(b, uint64(a.flags))
+		}
 	}
 	return b, nil
 }
@@ -126,8 +138,9 @@ func (s *State) UnmarshalBinary(b []byte) error {
 	if len(b) < len(encMagic)+1 || string(b[:len(encMagic)]) != encMagic {
 		return errors.New("decode vee state: not a vee state")
 	}
-	if v := b[len(encMagic)]; v != encVersion {
-		return fmt.Errorf("decode vee state: unknown version %d", v)
+	version := b[len(encMagic)]
+	if version != 1 && version != encVersion {
+		return fmt.Errorf("decode vee state: unknown version %d", version)
 	}
 	d.b = b[len(encMagic)+1:]
 	var t State
@@ -163,7 +176,7 @@ func (s *State) UnmarshalBinary(b []byte) error {
 	if n := d.count(maxRegs); n > 0 {
 		t.regs = make([]register, n)
 		for i := range t.regs {
-			d.register(&t.regs[i])
+			d.register(&t.regs[i], version)
 			for j := range i {
 				if t.regs[j].ch == t.regs[i].ch {
 					d.fail("channel %s twice", t.regs[i].ch)
@@ -181,7 +194,7 @@ func (s *State) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
-func (d *decoder) register(g *register) {
+func (d *decoder) register(g *register, version byte) {
 	g.ch = meter.Channel(d.string())
 	if i, ok := meter.Lookup(g.ch); d.err == nil && (!ok || i.Kind != meter.Register) {
 		d.fail("%q is not a register channel", g.ch)
@@ -240,6 +253,29 @@ func (d *decoder) register(g *register) {
 		}
 		if rd.t < g.first || g.first == noTime {
 			d.fail("read before the channel's first read")
+		}
+	}
+	if version < 2 {
+		return
+	}
+	if n := d.count(maxArcs); n > 0 {
+		g.arcs = make([]gapArc, n)
+		for j := range g.arcs {
+			a := &g.arcs[j]
+			a.from = d.time(false)
+			span := d.uvarint()
+			if span == 0 || span >= uint64(maxTime-a.from) {
+				d.fail("arc out of range")
+				return
+			}
+			a.to = a.from + int64(span)
+			a.fromRaw = meter.Value(d.varint())
+			a.sum = meter.Value(d.varint())
+			a.flags = Flag(d.uvarint())
+			if a.sum < 0 || a.fromRaw < 0 || a.flags&^segFlags != 0 || (j > 0 && a.from < g.arcs[j-1].to) {
+				d.fail("bad arc")
+				return
+			}
 		}
 	}
 }

@@ -187,14 +187,17 @@ const (
 	// (an instantaneous channel's Range, or a register outside 0 to its
 	// modulus, which is then not applied).
 	FlagOutOfRange
+	// FlagRefined: an estimated stretch of a gap was re-split by a late
+	// read inside it; still estimated, but bounded by a real read.
+	FlagRefined
 )
 
 // segFlags are the flags that describe a read span and reach intervals.
-const segFlags = FlagRollover | FlagReset | FlagOverMax | FlagSpike | FlagGap | FlagProfile | FlagClockSkew | FlagTimeCorrected
+const segFlags = FlagRollover | FlagReset | FlagOverMax | FlagSpike | FlagGap | FlagProfile | FlagClockSkew | FlagTimeCorrected | FlagRefined
 
 var flagNames = [...]string{
 	"out_of_order", "late", "rollover", "reset", "over_max", "spike", "gap",
-	"profile", "clock_skew", "time_corrected", "future", "out_of_range",
+	"profile", "clock_skew", "time_corrected", "future", "out_of_range", "refined",
 }
 
 // String lists the flags' names joined by "|", in bit order.

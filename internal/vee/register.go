@@ -3,6 +3,7 @@ package vee
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/meterflow/meterflow/internal/meter"
@@ -69,7 +70,26 @@ type register struct {
 	baseline int64 // recent consumption rate, Value per hour
 	baseN    uint8 // spans folded into baseline, saturating
 	prof     *profile
+	// arcs are the estimated stretches of recent gaps, in time order and
+	// not overlapping, kept for Rules.LateHorizon so that a late read can
+	// re-split one (refine).
+	arcs []gapArc
 }
+
+// gapArc is the stretch of whole grid intervals strictly inside a gap span
+// [from, to), with the register's estimated value at from and the
+// consumption the estimate put into the stretch. The intervals at the
+// span's ends also hold consumption from other spans, so they are never
+// part of an arc.
+type gapArc struct {
+	from, to int64
+	fromRaw  meter.Value
+	sum      meter.Value
+	flags    Flag
+}
+
+// maxArcs bounds the arcs a channel keeps.
+const maxArcs = 64
 
 // find returns the index of the read at time t and true, or the index a
 // read at t would be inserted at and false. Reads mostly arrive newest
@@ -242,9 +262,13 @@ func (g *register) emit(r *Rules, i0, i1 int, out *Output) {
 			// p is the last read in its interval, which is now complete.
 			g.out(r, f, p.acc+p.head, p.accF|sf, out)
 		}
+		var inner meter.Value
 		for k := f + 1; k < l; k++ {
-			g.out(r, k, sp.next(), sf, out)
+			share := sp.next()
+			inner += share
+			g.out(r, k, share, sf, out)
 		}
+		g.keepArc(r, p, q, f, l, inner)
 		switch {
 		case l > f && onBoundary:
 			g.out(r, l, sp.next(), sf, out)
@@ -390,4 +414,121 @@ func (s *spreader) next() meter.Value {
 	share := v - s.taken
 	s.taken = v
 	return meter.Value(share)
+}
+
+// keepArc records the whole intervals f+1..l-1 of the gap span p→q as an
+// arc, replacing the arcs the span now covers (a re-sequenced read inside
+// an older gap makes new spans, and their own arcs).
+func (g *register) keepArc(r *Rules, p, q *read, f, l int64, inner meter.Value) {
+	iv := r.Interval.Milliseconds()
+	g.dropArcs(p.t, q.t)
+	if r.LateHorizon <= 0 || q.seg&FlagGap == 0 || q.seg&(FlagReset|FlagOverMax) != 0 || l-1 < f+1 {
+		return
+	}
+	a := gapArc{from: (f + 1) * iv, to: l * iv, fromRaw: g.wrap(r, p.raw+p.head), sum: inner, flags: q.seg & segFlags}
+	i := len(g.arcs)
+	for i > 0 && g.arcs[i-1].from > a.from {
+		i--
+	}
+	g.arcs = slices.Insert(g.arcs, i, a)
+	g.pruneArcs(r, q.t)
+}
+
+// dropArcs removes the arcs that overlap [from, to).
+func (g *register) dropArcs(from, to int64) {
+	g.arcs = slices.DeleteFunc(g.arcs, func(a gapArc) bool { return a.from < to && a.to > from })
+}
+
+// pruneArcs drops arcs that ended more than LateHorizon before now, and
+// the oldest beyond maxArcs.
+func (g *register) pruneArcs(r *Rules, now int64) {
+	cut := now - r.LateHorizon.Milliseconds()
+	g.arcs = slices.DeleteFunc(g.arcs, func(a gapArc) bool { return a.to < cut })
+	if n := len(g.arcs) - maxArcs; n > 0 {
+		g.arcs = slices.Delete(g.arcs, 0, n)
+	}
+}
+
+// wrap brings a register value into [0, modulus) when the channel has one.
+func (g *register) wrap(r *Rules, v meter.Value) meter.Value {
+	if m := r.Registers[g.ch].Modulus; m > 0 {
+		v %= m
+		if v < 0 {
+			v += m
+		}
+	}
+	return v
+}
+
+// refine uses a late read (t, raw) that falls strictly inside an arc: the
+// arc's consumption is split at t, raw minus the register at the arc's
+// start before t and the rest after, each spread as the gap was (linearly
+// or by profile), and every interval of the arc is emitted again. The
+// arc's total is kept, so the sum of a channel's intervals still equals
+// its register advance; a read outside what the arc can hold (below its
+// start or above its end, as estimated) is clamped to it. The arc becomes
+// the two whole-interval stretches on either side of the interval holding
+// t. It reports whether the read was used, and whether it was clamped.
+func (g *register) refine(r *Rules, t int64, raw meter.Value, out *Output) (used, clamped bool) {
+	i := slices.IndexFunc(g.arcs, func(a gapArc) bool { return a.from < t && t < a.to })
+	if i < 0 {
+		return false, false
+	}
+	a := g.arcs[i]
+	off := raw - a.fromRaw
+	if m := r.Registers[g.ch].Modulus; m > 0 && off < 0 && a.flags&FlagRollover != 0 {
+		off += m
+	}
+	switch {
+	case off < 0:
+		off, clamped = 0, true
+	case off > a.sum:
+		off, clamped = a.sum, true
+	}
+	iv := r.Interval.Milliseconds()
+	kFrom, kT, kTo := a.from/iv, floorDiv(t, iv), a.to/iv
+	onBoundary := kT*iv == t
+	byProfile := a.flags&FlagProfile != 0
+	flags := a.flags | FlagRefined
+	// Before t: intervals kFrom..kT-1, and kT's part before t.
+	lastBefore := kT
+	if onBoundary {
+		lastBefore = kT - 1
+	}
+	var before, after spreader
+	before.init(r, g.prof, a.from, t, kFrom, lastBefore, off, byProfile)
+	after.init(r, g.prof, t, a.to, kT, kTo-1, a.sum-off, byProfile)
+	var sumBefore, sumAfter meter.Value
+	for k := kFrom; k < kT; k++ {
+		v := before.next()
+		sumBefore += v
+		g.out(r, k, v, flags, out)
+	}
+	firstAfter := after.next()
+	if onBoundary {
+		g.out(r, kT, firstAfter, flags, out)
+	} else {
+		g.out(r, kT, before.next()+firstAfter, flags, out)
+	}
+	for k := kT + 1; k < kTo; k++ {
+		v := after.next()
+		sumAfter += v
+		g.out(r, k, v, flags, out)
+	}
+	// What is left refinable: the whole intervals on either side of t's.
+	left := gapArc{from: a.from, to: kT * iv, fromRaw: a.fromRaw, sum: sumBefore, flags: a.flags | FlagRefined}
+	// The register at the right stretch's start follows the split (it is
+	// raw there, or after t's interval raw plus its share, unless clamped).
+	right := gapArc{from: (kT + 1) * iv, to: a.to, fromRaw: g.wrap(r, a.fromRaw+off+firstAfter), sum: sumAfter, flags: a.flags | FlagRefined}
+	if onBoundary {
+		right.from, right.fromRaw, right.sum = kT*iv, g.wrap(r, a.fromRaw+off), sumAfter+firstAfter
+	}
+	var repl []gapArc
+	for _, x := range []gapArc{left, right} {
+		if x.from < x.to {
+			repl = append(repl, x)
+		}
+	}
+	g.arcs = slices.Replace(g.arcs, i, i+1, repl...)
+	return true, clamped
 }

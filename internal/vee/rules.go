@@ -62,6 +62,11 @@ type Rules struct {
 	// ahead are kept raw only, so that a fast clock cannot drag the meter's
 	// newest time into the future and make its real readings late.
 	MaxFuture time.Duration
+	// LateHorizon is how long the estimated stretches of gaps are kept in a
+	// meter's state, so that a late read falling inside one can re-split it
+	// (see docs/vee.md, late data). Zero turns this off: late reads then
+	// change nothing.
+	LateHorizon time.Duration
 
 	// Location is the time zone whose weekday and hour the learned
 	// consumption profile is kept by; nil means UTC. Only the profile uses
@@ -120,6 +125,7 @@ func DefaultRules(u meter.Utility) Rules {
 		SkewTolerance: 30 * time.Second,
 		SkewConfirm:   4,
 		MaxFuture:     5 * time.Minute,
+		LateHorizon:   62 * 24 * time.Hour,
 		Registers:     map[meter.Channel]RegisterRule{},
 		Ranges:        map[meter.Channel]Range{},
 	}
@@ -187,6 +193,9 @@ func (r *Rules) Validate() error {
 	}
 	if r.SkewConfirm < 1 || r.SkewConfirm > 255 {
 		bad("skew confirm %d: want 1 to 255", r.SkewConfirm)
+	}
+	if r.LateHorizon < 0 || r.LateHorizon > 366*24*time.Hour {
+		bad("late horizon %s: want 0 to 366 days", r.LateHorizon)
 	}
 	if r.MaxFuture < r.SkewThreshold {
 		bad("max future %s: want at least the skew threshold %s", r.MaxFuture, r.SkewThreshold)

@@ -183,8 +183,16 @@ func (s *State) applyRegister(r *Rules, v *Validated, t int64, out *Output) {
 	if g.late(t, s.cut(r)) {
 		v.Flags |= FlagLate
 		v.Late = true
-		out.Exceptions = append(out.Exceptions, Exception{Rule: RuleLate, Channel: v.Channel, Time: v.Time,
-			Detail: fmt.Sprintf("%s behind the newest reading: kept raw, intervals unchanged", time.Duration(s.newest-t)*time.Millisecond)})
+		behind := time.Duration(s.newest-t) * time.Millisecond
+		detail := fmt.Sprintf("%s behind the newest reading: kept raw, intervals unchanged", behind)
+		if used, clamped := g.refine(r, t, v.Raw, out); used {
+			v.Flags |= FlagRefined
+			detail = fmt.Sprintf("%s behind the newest reading: the estimated gap around it re-split at this read", behind)
+			if clamped {
+				detail += " (the read lies outside the gap's estimate and was held to it)"
+			}
+		}
+		out.Exceptions = append(out.Exceptions, Exception{Rule: RuleLate, Channel: v.Channel, Time: v.Time, Detail: detail})
 		out.Readings = append(out.Readings, *v)
 		return
 	}

@@ -116,7 +116,7 @@ func TestUnmarshalRejects(t *testing.T) {
 	cases := map[string][]byte{
 		"empty":          nil,
 		"not a state":    []byte("hello"),
-		"future version": append([]byte("vee\x02"), good[4:]...),
+		"future version": append([]byte("vee\x03"), good[4:]...),
 		"trailing bytes": append(append([]byte{}, good...), 0),
 	}
 	for name, b := range cases {
@@ -410,7 +410,8 @@ func TestSteadyStateAllocs(t *testing.T) {
 func TestFlagString(t *testing.T) {
 	assert.Equal(t, "", Flag(0).String())
 	assert.Equal(t, "rollover|gap|time_corrected", (FlagRollover | FlagGap | FlagTimeCorrected).String())
-	assert.Len(t, flagNames, 12)
+	assert.Len(t, flagNames, 13)
+	assert.Equal(t, "refined", FlagRefined.String())
 	assert.Equal(t, "out_of_range", FlagOutOfRange.String())
 }
 

@@ -13,11 +13,17 @@
 //	4000 0025 0000 3155  requires_action (extra authentication)
 //
 // Any other number that passes the Luhn check succeeds.
+//
+// A token keeps the card's first six and last four digits, so Method can
+// tell its brand and last four; every sandbox card expires TestExpMonth/
+// TestExpYear. Charge refuses, as invalid, an amount with more decimals
+// than its currency's minor unit and a currency Meterflow cannot bill in.
 package sandbox
 
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -25,6 +31,7 @@ import (
 
 	"github.com/meterflow/meterflow/internal/apperr"
 	"github.com/meterflow/meterflow/internal/payment"
+	"github.com/meterflow/meterflow/internal/tariff"
 )
 
 // Test card numbers.
@@ -63,7 +70,18 @@ type Gateway struct {
 	calls int
 }
 
-var _ payment.Gateway = (*Gateway)(nil)
+var (
+	_ payment.Gateway         = (*Gateway)(nil)
+	_ payment.MethodInspector = (*Gateway)(nil)
+)
+
+// The expiry Method reports for every sandbox card.
+const (
+	TestExpMonth = 12
+	TestExpYear  = 2034
+)
+
+const tokenPrefix = "tok_sandbox_"
 
 // Tokenize returns the sandbox token of a card number (spaces and dashes
 // allowed). Only the token is ever stored.
@@ -72,7 +90,67 @@ func Tokenize(number string) (string, error) {
 	if len(n) < 12 || len(n) > 19 || !luhn(n) {
 		return "", apperr.Field("card_number", "not a valid card number")
 	}
-	return "tok_sandbox_" + n[:6] + "_" + n[len(n)-4:], nil
+	return tokenPrefix + n[:6] + "_" + n[len(n)-4:], nil
+}
+
+// parseToken splits a sandbox token into the card's first six and last four
+// digits.
+func parseToken(token string) (bin, last4 string, ok bool) {
+	rest, ok := strings.CutPrefix(token, tokenPrefix)
+	if !ok {
+		return "", "", false
+	}
+	bin, last4, ok = strings.Cut(rest, "_")
+	if !ok || len(bin) != 6 || len(last4) != 4 || !digits(bin) || !digits(last4) {
+		return "", "", false
+	}
+	return bin, last4, true
+}
+
+func digits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// brand names a card's network from its first digits, in Stripe's words.
+func brand(bin string) string {
+	p2, _ := strconv.Atoi(bin[:2])
+	p3, _ := strconv.Atoi(bin[:3])
+	p4, _ := strconv.Atoi(bin[:4])
+	switch {
+	case bin[0] == '4':
+		return "visa"
+	case p2 >= 51 && p2 <= 55, p4 >= 2221 && p4 <= 2720:
+		return "mastercard"
+	case p2 == 34, p2 == 37:
+		return "amex"
+	case p4 == 6011, p2 == 65, p3 >= 644 && p3 <= 649:
+		return "discover"
+	case p4 >= 3528 && p4 <= 3589:
+		return "jcb"
+	case p2 == 36, p2 == 38, p2 == 39, p3 >= 300 && p3 <= 305:
+		return "diners"
+	case p2 == 62:
+		return "unionpay"
+	}
+	return "unknown"
+}
+
+// Method describes the card behind a sandbox token. A string that is not a
+// sandbox token is not found.
+func (g *Gateway) Method(ctx context.Context, token string) (payment.MethodInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return payment.MethodInfo{}, err
+	}
+	bin, last4, ok := parseToken(token)
+	if !ok {
+		return payment.MethodInfo{}, apperr.New(apperr.NotFound, "sandbox: no payment method %q", token)
+	}
+	return payment.MethodInfo{Brand: brand(bin), Last4: last4, ExpMonth: TestExpMonth, ExpYear: TestExpYear}, nil
 }
 
 func luhn(n string) bool {
@@ -104,6 +182,13 @@ func (g *Gateway) Charge(ctx context.Context, req payment.ChargeRequest) (paymen
 	if !req.Amount.IsPositive() {
 		return payment.ChargeResult{}, apperr.Field("amount", "must be positive")
 	}
+	minor, ok := tariff.MinorUnits(req.Currency)
+	if !ok {
+		return payment.ChargeResult{}, apperr.Field("currency", "sandbox: unknown currency %q", req.Currency)
+	}
+	if !req.Amount.Equal(req.Amount.Truncate(minor)) {
+		return payment.ChargeResult{}, apperr.Field("amount", "sandbox: %s has more decimals than %s has", req.Amount, req.Currency)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.calls++
@@ -116,13 +201,12 @@ func (g *Gateway) Charge(ctx context.Context, req payment.ChargeRequest) (paymen
 		}
 		return r.charge.Result, nil
 	}
-	last4, ok := strings.CutPrefix(req.PaymentMethodToken, "tok_sandbox_")
+	_, last4, ok := parseToken(req.PaymentMethodToken)
 	if !ok {
 		return payment.ChargeResult{}, apperr.Field("payment_method", "not a sandbox token")
 	}
-	_, last4, _ = strings.Cut(last4, "_")
 	id := fmt.Sprintf("ch_sandbox_%d", len(g.charges)+1)
-	res := payment.ChargeResult{ID: id, Status: payment.ChargeSucceeded}
+	res := payment.ChargeResult{ID: id, Status: payment.ChargeSucceeded, Fee: Fee(req.Amount, minor)}
 	timeout := false
 	switch last4 {
 	case "0002":
@@ -145,6 +229,17 @@ func (g *Gateway) Charge(ctx context.Context, req payment.ChargeRequest) (paymen
 
 func sameRequest(a, b payment.ChargeRequest) bool {
 	return a.Amount.Equal(b.Amount) && a.Currency == b.Currency && a.PaymentMethodToken == b.PaymentMethodToken
+}
+
+// Fee is the sandbox's fee on a charge: 1.5% rounded half up to the
+// currency's minor unit, plus 20 minor units (0.20 GBP), as card gateways
+// charge in Europe; never more than the amount.
+func Fee(amount decimal.Decimal, minor int32) decimal.Decimal {
+	f := amount.Mul(decimal.RequireFromString("0.015")).Round(minor).Add(decimal.New(20, -minor))
+	if f.GreaterThanOrEqual(amount) {
+		return decimal.Zero
+	}
+	return f
 }
 
 // Charges returns every charge taken, in order (one per key).

@@ -65,3 +65,21 @@ func TestTokenize(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "tok_sandbox_424242_4242", tok)
 }
+
+func TestMethodBrands(t *testing.T) {
+	ctx := context.Background()
+	var g Gateway
+	for card, brand := range map[string]string{
+		"4242424242424242": "visa", "5555555555554444": "mastercard", "2223003122003222": "mastercard",
+		"378282246310005": "amex", "6011111111111117": "discover", "3566002020360505": "jcb",
+		"36227206271667": "diners", "6200000000000005": "unionpay", "9999999999999995": "unknown",
+	} {
+		tok, err := Tokenize(card)
+		require.NoError(t, err, card)
+		info, err := g.Method(ctx, tok)
+		require.NoError(t, err, card)
+		assert.Equal(t, payment.MethodInfo{Brand: brand, Last4: card[len(card)-4:], ExpMonth: TestExpMonth, ExpYear: TestExpYear}, info, card)
+	}
+	_, err := g.Method(ctx, "tok_sandbox_42424_4242")
+	assert.True(t, apperr.Is(err, apperr.NotFound), "a malformed token is no token: %v", err)
+}

@@ -29,6 +29,8 @@ create unique index otp_codes_autopay_rule on otp_codes(autopay_rule_id) where a
 -- A payment whose rule allowed it without a code goes from created straight
 -- to confirmed; every other payment needs its code.
 alter table payments add column requires_otp boolean not null default true;
+-- What the gateway kept of a succeeded charge (booked to fees:gateway).
+alter table payments add column fee numeric not null default 0 check (fee >= 0 and fee < amount);
 
 create or replace function payments_transition() returns trigger language plpgsql as $$
 begin
@@ -70,6 +72,7 @@ begin
     end if;
     return new;
 end $$;
+alter table payments drop column fee;
 alter table payments drop column requires_otp;
 drop index otp_codes_autopay_rule;
 alter table otp_codes drop constraint otp_codes_autopay_rule;

@@ -1,0 +1,185 @@
+package sms_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meterflow/meterflow/internal/apperr"
+	"github.com/meterflow/meterflow/internal/postgres"
+	"github.com/meterflow/meterflow/internal/sms"
+	"github.com/meterflow/meterflow/internal/sms/smstest"
+	"github.com/meterflow/meterflow/internal/testenv"
+)
+
+func TestSignatureMatchesTwiliosPublishedExample(t *testing.T) {
+	form := url.Values{"CallSid": {"CA1234567890ABCDE"}, "Caller": {"+12349013030"}, "Digits": {"1234"},
+		"From": {"+12349013030"}, "To": {"+18005551212"}}
+	assert.Equal(t, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=", sms.Signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", form))
+}
+
+// recorder is a DeliveryRecorder that remembers its calls.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+	err   error
+}
+
+func (r *recorder) SMSDelivery(_ context.Context, provider, providerID, status, errText string, _ time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, strings.Join([]string{provider, providerID, status, errText}, "|"))
+	return r.err
+}
+
+func (r *recorder) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+const callbackURL = "https://meterflow.example/sms/status"
+
+func callbackConfig() sms.Config {
+	c := sms.DefaultConfig()
+	c.AccountSID, c.AuthToken, c.From, c.StatusCallbackURL = sid, "secret-token", "+15005550006", callbackURL
+	return c
+}
+
+func TestCallback(t *testing.T) {
+	form := url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"delivered"}, "AccountSid": {sid}, "To": {"+447700900001"}}
+	good := sms.Signature("secret-token", callbackURL, form)
+	undelivered := url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"undelivered"}, "ErrorCode": {"30003"}}
+	tampered := url.Values{"MessageSid": {"SM2"}, "MessageStatus": {"delivered"}, "AccountSid": {sid}, "To": {"+447700900001"}}
+	cases := []struct {
+		name        string
+		method      string
+		contentType string
+		body        string
+		signature   string
+		recErr      error
+		want        int
+		recorded    []string
+	}{
+		{name: "good signature", body: form.Encode(), signature: good, want: 204, recorded: []string{"twilio|SM1|delivered|"}},
+		{name: "error code", body: undelivered.Encode(), signature: sms.Signature("secret-token", callbackURL, undelivered),
+			want: 204, recorded: []string{"twilio|SM1|undelivered|twilio error 30003"}},
+		{name: "default port in the signed URL", body: form.Encode(),
+			signature: sms.Signature("secret-token", "https://meterflow.example:443/sms/status", form), want: 204, recorded: []string{"twilio|SM1|delivered|"}},
+		{name: "missing signature", body: form.Encode(), want: 403},
+		{name: "wrong signature", body: form.Encode(), signature: "0/KCTR6DLpKmkAf8muzZqo1nDgQ=", want: 403},
+		{name: "signed with another token", body: form.Encode(), signature: sms.Signature("other-token", callbackURL, form), want: 403},
+		{name: "signed for another URL", body: form.Encode(), signature: sms.Signature("secret-token", "https://evil.example/sms/status", form), want: 403},
+		{name: "tampered parameter", body: tampered.Encode(), signature: good, want: 403},
+		{name: "extra parameter", body: form.Encode() + "&MessageStatus=failed", signature: good, want: 403},
+		{name: "oversized body", body: form.Encode() + "&Pad=" + strings.Repeat("x", 20<<10), signature: good, want: 413},
+		{name: "wrong method", method: http.MethodGet, signature: good, want: 405},
+		{name: "not a form", contentType: "application/json", body: `{"MessageSid":"SM1"}`, signature: good, want: 415},
+		{name: "status not recorded", body: "MessageSid=SM1&MessageStatus=queued",
+			signature: sms.Signature("secret-token", callbackURL, url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"queued"}}), want: 204},
+		{name: "no message sid", body: "MessageStatus=sent",
+			signature: sms.Signature("secret-token", callbackURL, url.Values{"MessageStatus": {"sent"}}), want: 400},
+		{name: "unknown message", body: form.Encode(), signature: good, recErr: apperr.New(apperr.NotFound, "no message"),
+			want: 404, recorded: []string{"twilio|SM1|delivered|"}},
+		{name: "store down", body: form.Encode(), signature: good, recErr: context.DeadlineExceeded,
+			want: 500, recorded: []string{"twilio|SM1|delivered|"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{err: tc.recErr}
+			h, err := sms.NewCallback(callbackConfig(), rec, nil)
+			require.NoError(t, err)
+			method := tc.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			req := httptest.NewRequest(method, "http://10.0.0.7:8080/sms/status", strings.NewReader(tc.body))
+			ct := tc.contentType
+			if ct == "" {
+				ct = "application/x-www-form-urlencoded"
+			}
+			req.Header.Set("Content-Type", ct)
+			if tc.signature != "" {
+				req.Header.Set("X-Twilio-Signature", tc.signature)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			assert.Equal(t, tc.want, w.Code, w.Body.String())
+			assert.Equal(t, tc.recorded, rec.all())
+		})
+	}
+}
+
+func TestNewCallbackNeedsAURLAndARecorder(t *testing.T) {
+	cfg := callbackConfig()
+	cfg.StatusCallbackURL = ""
+	_, err := sms.NewCallback(cfg, &recorder{}, nil)
+	assert.ErrorContains(t, err, "status callback url")
+	_, err = sms.NewCallback(callbackConfig(), nil, nil)
+	assert.ErrorContains(t, err, "recorder")
+}
+
+// TestDeliveryReportsEndToEnd sends through the emulated API, which reports
+// delivery to the callback handler, which records it in PostgreSQL.
+func TestDeliveryReportsEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.PostgresDB(t)
+	store := &postgres.Payments{DB: db}
+	api := smstest.NewTwilioServer(t)
+
+	cfg := api.Config()
+	mux := http.NewServeMux()
+	app := httptest.NewServer(mux)
+	t.Cleanup(app.Close)
+	cfg.StatusCallbackURL = app.URL + "/sms/status"
+	cb, err := sms.NewCallback(cfg, store, nil)
+	require.NoError(t, err)
+	mux.Handle("POST /sms/status", cb)
+	client, _ := newClient(t, cfg)
+
+	var msgID int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `insert into sms_messages (to_e164, purpose, body, provider, created_at, updated_at)
+		values ('+447700900009', 'notice', 'Your bill is paid', 'twilio', now(), now()) returning id`).Scan(&msgID))
+	providerID, err := client.Send(ctx, "+447700900009", "Your bill is paid")
+	require.NoError(t, err)
+	require.NoError(t, store.SMSResult(ctx, msgID, providerID, nil, time.Now()))
+
+	status := func() string {
+		var s string
+		require.NoError(t, db.Pool.QueryRow(ctx, `select status from sms_messages where id = $1`, msgID).Scan(&s))
+		return s
+	}
+	assert.Equal(t, "sent", status())
+	for _, step := range []struct{ report, want string }{
+		{"sending", "sent"}, {"delivered", "delivered"}, {"sent", "delivered"}, {"undelivered", "delivered"},
+	} {
+		code, err := api.Report(ctx, providerID, step.report, "")
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusNoContent, code, step.report)
+		assert.Equal(t, step.want, status(), "after %s", step.report)
+	}
+
+	// A forged report, signed with another token, changes nothing.
+	forged := url.Values{"MessageSid": {providerID}, "MessageStatus": {"failed"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.StatusCallbackURL, strings.NewReader(forged.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Twilio-Signature", sms.Signature("guessed", cfg.StatusCallbackURL, forged))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Equal(t, "delivered", status())
+
+	code, err := api.Report(ctx, providerID, "delivered", "")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusNoContent, code, "a repeated report is fine")
+}
