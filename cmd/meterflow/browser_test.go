@@ -307,7 +307,8 @@ func (e *browserEnv) issueBill(t *testing.T, total string) int64 {
 		$3::numeric - 2, 2, $3::numeric, now(), '2026-11-15') returning id`, e.account, e.household, total).Scan(&bill))
 	_, err = tx.Exec(ctx, `insert into outbox (event_key, kind, account_id, payload, occurred_at) values ($1, 'bill.issued', $2, $3, now())`,
 		fmt.Sprintf("bill.issued:%d", bill), e.account,
-		fmt.Sprintf(`{"bill_id": %d, "account_id": %d, "currency": "GBP", "total": %q}`, bill, e.account, total))
+		fmt.Sprintf(`{"bill_id": %d, "account_id": %d, "period_start": "2026-10-01", "period_end": "2026-11-01", "currency": "GBP", "total": %q,
+			"due_date": "2026-11-15"}`, bill, e.account, total))
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(ctx))
 	return bill
@@ -765,6 +766,9 @@ func TestBrowserPortalAndDashboard(t *testing.T) {
 		gone, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`!document.querySelector('#alarms-active `+row+`')`))
 		require.NoError(t, err)
 		assert.True(t, gone, "no longer among the active alarms")
+		tiles, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`!!document.querySelector('#live #live-total')`))
+		require.NoError(t, err)
+		assert.True(t, tiles, "announcing the acknowledgement leaves the live tiles in place")
 		var state, note string
 		var by *int64
 		require.NoError(t, e.db.Pool.QueryRow(ctx, `select a.state, a.acknowledged_by, e.note from alarms a join alarm_events e on e.alarm_id = a.id and e.state = 'acknowledged'

@@ -49,8 +49,9 @@ export function errorNotice(err, what) {
   return notice('error', `${what}: ${err.message || err}`);
 }
 
+// announce says text through the page's polite live region.
 export function announce(text) {
-  const live = document.getElementById('live');
+  const live = document.getElementById('announcer');
   if (live) { live.textContent = ''; setTimeout(() => { live.textContent = text; }, 50); }
 }
 

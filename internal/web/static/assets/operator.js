@@ -184,7 +184,7 @@ async function fleetStats(el) {
     return [
       h('p', { class: 'muted' }, `As of ${fmtTime(s.at)}.`),
       h('div', { class: 'tiles', id: 'fleet-tiles' },
-        stat('fleet-silent', `Silent for over ${s.silent_after}`, s.silent), stat('fleet-never', 'Never reported', s.never_reported),
+        stat('fleet-silent', `Silent for over ${duration(s.silent_after)}`, s.silent), stat('fleet-never', 'Never reported', s.never_reported),
         stat('fleet-reported', 'Meters reporting in the last hour', s.meters_reported_last_hour),
         stat('fleet-intervals', 'Intervals written in the last hour', s.intervals_last_hour)),
       h('div', { class: 'grid' },
@@ -200,6 +200,9 @@ async function fleetStats(el) {
     ];
   });
 }
+
+// duration shortens a Go duration such as 1h0m0s to 1h.
+const duration = (d) => String(d || '').replace(/(\D)0m0s$/, '$1').replace(/(\D)0s$/, '$1');
 
 function stat(id, label, value) {
   return h('div', { class: 'tile' }, h('p', { class: 'label', id: `${id}-label` }, label),
