@@ -146,7 +146,7 @@ function costCard(title, scope, x, currency, sub) {
 // period that ends before date.
 const dayBefore = (d) => new Date(Date.parse(`${d}T12:00:00Z`) - 86400e3).toISOString().slice(0, 10);
 
-async function costView(el) {
+async function costView(el, open = false) {
   const acc = state.account;
   const [accrual, utilities] = await Promise.all([api.get(`/accounts/${acc.id}/accrual`), supplied(acc).catch(() => [])]);
   const cur = accrual.currency || acc.currency;
@@ -161,14 +161,14 @@ async function costView(el) {
     out.push(h('p', { class: 'muted', id: 'cost-cards' }, 'No cost yet for this cycle.'));
   }
   for (const a of list) if (!utilities.includes(a.utility)) utilities.push(a.utility);
-  out.push(budgetForm(el, utilities, accrual.budgets || [], cur));
+  out.push(budgetForm(el, utilities, accrual.budgets || [], cur, open));
   return out;
 }
 
 // budgetForm sets the account's budgets per billing cycle: one for the
 // whole account and one per utility it is supplied with. An empty field
 // removes that budget; the alert percentages of a budget are kept.
-function budgetForm(el, utilities, current, currency) {
+function budgetForm(el, utilities, current, currency, open) {
   const scopes = ['account', ...utilities];
   const have = Object.fromEntries(current.map((b) => [b.scope, b]));
   const status = h('div', { id: 'budget-status' });
@@ -190,13 +190,13 @@ function budgetForm(el, utilities, current, currency) {
       try {
         await api.put(`/accounts/${state.account.id}/budgets`, { budgets });
         announce('Budgets saved');
-        await fill(el, 'The cost of this cycle', () => costView(el));
+        await fill(el, 'The cost of this cycle', () => costView(el, true));
         const st = document.getElementById('budget-status');
         if (st) st.replaceChildren(notice('ok', 'Budgets saved.'));
       } catch (e) { status.replaceChildren(errorNotice(e, 'Saving budgets')); }
     });
   });
-  return h('details', { id: 'budget-setup' }, h('summary', {}, 'Set budgets'), form);
+  return h('details', { id: 'budget-setup', open }, h('summary', {}, 'Set budgets'), form);
 }
 
 async function premisesView() {
