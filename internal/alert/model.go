@@ -15,6 +15,7 @@ const (
 	KindProjectedOver    Kind = "projected_over"    // the cycle's projected cost is above a budget
 	KindBillUpcoming     Kind = "bill_upcoming"     // a bill is due in a few days
 	KindBillIssued       Kind = "bill_issued"       // a bill was issued (bill.issued)
+	KindBillOverdue      Kind = "bill_overdue"      // a bill is unpaid past its due date (bill.overdue)
 	KindPaymentConfirm   Kind = "payment_confirm"   // a payment waits for its code (payment.otp_sent)
 	KindPaymentSucceeded Kind = "payment_succeeded" // payment.succeeded
 	KindPaymentFailed    Kind = "payment_failed"    // payment.failed or payment.expired
@@ -24,7 +25,7 @@ const (
 )
 
 // Kinds lists every household alert kind.
-var Kinds = []Kind{KindBudget, KindProjectedOver, KindBillUpcoming, KindBillIssued, KindPaymentConfirm,
+var Kinds = []Kind{KindBudget, KindProjectedOver, KindBillUpcoming, KindBillIssued, KindBillOverdue, KindPaymentConfirm,
 	KindPaymentSucceeded, KindPaymentFailed, KindAbnormalUsage, KindLeak, KindMeterSilent}
 
 // Valid reports whether k is a known kind.

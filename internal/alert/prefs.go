@@ -38,6 +38,7 @@ func DefaultChannels() map[Kind][]Channel {
 		KindProjectedOver:    {InApp},
 		KindBillUpcoming:     both,
 		KindBillIssued:       both,
+		KindBillOverdue:      both,
 		KindPaymentConfirm:   both,
 		KindPaymentSucceeded: {InApp},
 		KindPaymentFailed:    both,

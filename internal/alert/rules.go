@@ -17,6 +17,7 @@ import (
 // Outbox event kinds the rules read (written by billing and payments).
 const (
 	eventBillIssued       = "bill.issued"
+	eventBillOverdue      = "bill.overdue"
 	eventBudgetCrossed    = "budget.crossed"
 	eventPaymentOTPSent   = "payment.otp_sent"
 	eventPaymentSucceeded = "payment.succeeded"
@@ -94,6 +95,19 @@ func FromEvent(ev outbox.Event, o Owner) (d Decision, ok bool, err error) {
 		d.Kind, d.Key = KindBillIssued, fmt.Sprintf("%s:%d:%d", KindBillIssued, o.AccountID, p.BillID)
 		d.Title = "Your bill is ready"
 		d.Body = fmt.Sprintf("Your bill for %s to %s is %s %s, due %s.", p.PeriodStart, p.PeriodEnd, p.Currency, p.Total, p.DueDate)
+		d.Data = map[string]any{"bill_id": p.BillID, "total": p.Total, "currency": p.Currency, "due_date": p.DueDate}
+	case eventBillOverdue:
+		var p billPayload
+		if err := ev.Decode(&p); err != nil {
+			return d, false, err
+		}
+		if p.BillID <= 0 {
+			return d, false, fmt.Errorf("event %s: bill payload lacks bill_id", ev.Key)
+		}
+		d.Kind, d.Key = KindBillOverdue, fmt.Sprintf("%s:%d:%d", KindBillOverdue, o.AccountID, p.BillID)
+		d.Title = "Your bill is overdue"
+		d.Body = fmt.Sprintf("Your bill for %s to %s of %s %s was due on %s and is not paid yet. You can pay it in the portal.",
+			p.PeriodStart, p.PeriodEnd, p.Currency, p.Total, p.DueDate)
 		d.Data = map[string]any{"bill_id": p.BillID, "total": p.Total, "currency": p.Currency, "due_date": p.DueDate}
 	case eventPaymentOTPSent, eventPaymentSucceeded, eventPaymentFailed, eventPaymentExpired:
 		var p paymentPayload

@@ -284,14 +284,15 @@ func TestEventAlerts(t *testing.T) {
 	e.event(fmt.Sprintf("budget.crossed:%d:account:80:2026-03-01", acc), "budget.crossed", acc,
 		`{"scope":"account","percent":80,"budget":"100.00","accrued":"81.20","currency":"GBP","cycle_start":"2026-03-01","cycle_end":"2026-04-01"}`)
 	e.event("bill.issued:77", "bill.issued", acc, `{"bill_id":77,"period_start":"2026-02-01","period_end":"2026-03-01","currency":"GBP","total":"12.00","due_date":"2026-03-15"}`)
+	e.event("bill.overdue:77", "bill.overdue", acc, `{"bill_id":77,"period_start":"2026-02-01","period_end":"2026-03-01","currency":"GBP","total":"12.00","due_date":"2026-03-15"}`)
 	e.event("payment.otp_sent:9", "payment.otp_sent", acc, `{"payment_id":9,"amount":"12.00","currency":"GBP","payee":"Meterflow Energy"}`)
 	e.event("payment.failed:9", "payment.failed", acc, `{"payment_id":9,"amount":"12.00","currency":"GBP","payee":"Meterflow Energy"}`)
 	e.event(fmt.Sprintf("accrued.above:%d:50.00:2026-03-01", acc), "accrued.above", acc, `{"threshold":"50.00"}`)
 	st, err := e.svc.ConsumeEvents(e.ctx)
 	require.NoError(t, err)
-	assert.Equal(t, 5, st.Handled)
+	assert.Equal(t, 6, st.Handled)
 	assert.ElementsMatch(t, []string{
-		fmt.Sprintf("budget:%d:account:80:2026-03-01", acc), fmt.Sprintf("bill_issued:%d:77", acc),
+		fmt.Sprintf("budget:%d:account:80:2026-03-01", acc), fmt.Sprintf("bill_issued:%d:77", acc), fmt.Sprintf("bill_overdue:%d:77", acc),
 		fmt.Sprintf("payment_confirm:%d:9", acc), fmt.Sprintf("payment_failed:%d:9", acc),
 	}, e.keys(e.a))
 
@@ -300,12 +301,12 @@ func TestEventAlerts(t *testing.T) {
 	e.exec(`update outbox_deliveries set done_at = null where consumer = 'alerts'`)
 	_, err = e.svc.ConsumeEvents(e.ctx)
 	require.NoError(t, err)
-	assert.Len(t, e.alerts(e.a), 4)
+	assert.Len(t, e.alerts(e.a), 5)
 
 	// By default every one of these goes in-app and by SMS.
 	got := e.send()
-	assert.Equal(t, 8, got.Sent)
-	assert.Len(t, e.devInbox(e.a), 4)
+	assert.Equal(t, 10, got.Sent)
+	assert.Len(t, e.devInbox(e.a), 5)
 	assert.Empty(t, e.devInbox(e.b))
 }
 
