@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meterflow/meterflow/internal/alert"
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/device"
 	"github.com/meterflow/meterflow/internal/meter"
@@ -615,8 +616,15 @@ func TestBrowserPortalAndDashboard(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, unread0, badge)
 
-		// Preferences: no in-app alert for a silent meter, texts held from
-		// 21:30 to 06:45.
+		// Preferences: every kind of alert can be chosen; no in-app alert
+		// for a silent meter, texts held from 21:30 to 06:45.
+		kinds, err := chromedp.Run(tctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#prefs-form input[id$="-inapp"]')].map(i => i.id.slice(5, -6))`))
+		require.NoError(t, err)
+		var want []string
+		for _, k := range alert.Kinds {
+			want = append(want, string(k))
+		}
+		assert.ElementsMatch(t, want, kinds, "the preferences list every kind of alert")
 		require.NoError(t, chromedp.Do(tctx,
 			chromedp.Click(chromedp.ID("pref-meter_silent-inapp")),
 			chromedp.Click(chromedp.ID("quiet-on")),

@@ -17,6 +17,7 @@ import { h, field, notice, errorNotice, announce, table, busy, fmtTime, section,
 export const KINDS = {
   bill_issued: 'A bill is issued',
   bill_upcoming: 'A bill is due in a few days',
+  bill_overdue: 'A bill is unpaid past its due date',
   payment_confirm: 'A payment waits for your code',
   payment_succeeded: 'A payment went through',
   payment_failed: 'A payment did not go through',
