@@ -275,7 +275,7 @@ function payForm(billID, status) {
   api.get('/payment-methods').then((data) => {
     const methods = api.items(data);
     if (!methods.length) {
-      out.replaceChildren(h('p', {}, 'Add a payment method first, on the ', h('a', { href: '#/autopay' }, 'Auto-pay'), ' page.'));
+      out.replaceChildren(h('p', {}, 'Add a payment method first, on the ', h('a', { href: '#/methods' }, 'Payment methods'), ' page.'));
       return;
     }
     const method = field('Pay with', { tag: 'select', id: 'pay-method', name: 'payment_method_id' });
