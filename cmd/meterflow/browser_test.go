@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meterflow/meterflow/internal/alert"
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/device"
 	"github.com/meterflow/meterflow/internal/meter"
@@ -216,6 +217,21 @@ const a11yAudit = `(() => {
   return problems;
 })()`
 
+// onFailure saves a screenshot and logs the page's text when t has failed;
+// ctx is the tab's context without the subtest's deadline.
+func onFailure(t *testing.T, ctx context.Context, name string) {
+	if !t.Failed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	screenshot(t, ctx, name+"-failed")
+	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	if err == nil {
+		t.Logf("the page when %s failed:\n%s", name, text)
+	}
+}
+
 func audit(t *testing.T, ctx context.Context, page string) {
 	t.Helper()
 	problems, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](a11yAudit))
@@ -246,8 +262,11 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 	t.Cleanup(db.Close)
 	e := &browserEnv{db: db, inbox: &postgres.DevSMS{DB: db}}
 
+	// The seeded usage ends the day before yesterday, before the readings
+	// the test's meter publishes on the same service point: two meters
+	// measuring the same hours would overlap in the bill.
 	today := tariff.DateOf(time.Now().UTC())
-	res, err := seed.Run(ctx, db, seed.Options{Accounts: 1, From: today.AddDays(-2), To: today.AddDays(1), Interval: time.Hour,
+	res, err := seed.Run(ctx, db, seed.Options{Accounts: 1, From: today.AddDays(-4), To: today.AddDays(-2), Interval: time.Hour,
 		Utilities: []meter.Utility{meter.Electricity}, Workers: 1})
 	require.NoError(t, err)
 	e.account = res.FirstAccount
@@ -289,7 +308,8 @@ func (e *browserEnv) issueBill(t *testing.T, total string) int64 {
 		$3::numeric - 2, 2, $3::numeric, now(), '2026-11-15') returning id`, e.account, e.household, total).Scan(&bill))
 	_, err = tx.Exec(ctx, `insert into outbox (event_key, kind, account_id, payload, occurred_at) values ($1, 'bill.issued', $2, $3, now())`,
 		fmt.Sprintf("bill.issued:%d", bill), e.account,
-		fmt.Sprintf(`{"bill_id": %d, "account_id": %d, "currency": "GBP", "total": %q}`, bill, e.account, total))
+		fmt.Sprintf(`{"bill_id": %d, "account_id": %d, "period_start": "2026-10-01", "period_end": "2026-11-01", "currency": "GBP", "total": %q,
+			"due_date": "2026-11-15"}`, bill, e.account, total))
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(ctx))
 	return bill
@@ -313,6 +333,15 @@ func TestBrowserPortalAndDashboard(t *testing.T) {
 	want := float64(e.meter.reg-firstRead) / 1000 // kWh between the first and the last read
 	require.Eventually(t, func() bool { _, n := pgUsage(t, e.m.Config.Postgres.URL, "E-PORTAL"); return n == 23 }, 30*time.Second, 100*time.Millisecond)
 	require.NoError(t, e.m.Rollups.RunOnce(ctx))
+	// The cost so far of the running cycle, as the accrual loop computes it
+	// from the seeded household's tariffs.
+	for name, data := range seed.Tariffs() {
+		_, _, err := e.m.Billing.LoadTariff(ctx, data)
+		require.NoError(t, err, name)
+	}
+	sum, err := e.m.Billing.UpdateAccruals(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, sum.Accruals, "the electricity accrual of the household: %+v", sum)
 
 	bctx, jsErrs := browser(t)
 
@@ -356,15 +385,63 @@ func TestBrowserPortalAndDashboard(t *testing.T) {
 		audit(t, tctx, "home")
 		screenshot(t, tctx, "portal-home")
 
-		// Every page renders without a script error, whether or not its
-		// endpoints exist on this server yet.
-		for _, page := range []string{"bills", "payments", "autopay", "phones", "alerts", "messages", ""} {
+		// Every page renders without a script error and passes the audit.
+		for _, page := range []string{"bills", "payments", "autopay", "methods", "phones", "alerts", "exports", "messages", ""} {
 			require.NoError(t, chromedp.Do(tctx, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`location.hash = '#/%s'`, page))))
 			_, err := chromedp.Run(tctx, chromedp.Poll[bool](`!!document.querySelector('main h1') && !document.querySelector('main [aria-busy]')`,
 				chromedp.WithPollingTimeout(10*time.Second)))
 			require.NoError(t, err, "page #/%s finishes loading", page)
 			audit(t, tctx, "#/"+page)
 		}
+	})
+
+	t.Run("household sets budgets and sees them against the forecast", func(t *testing.T) {
+		defer onFailure(t, bctx, "sets")
+		tctx, cancel := context.WithTimeout(bctx, 30*time.Second)
+		defer cancel()
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.Evaluate[chromedp.Void](`location.hash = '#/'`),
+			chromedp.WaitVisible(chromedp.CSS(`#cost-cards article[data-scope="electricity"] .projected`)),
+			chromedp.WaitVisible(chromedp.CSS("#budget-setup summary")),
+		))
+		var accrued, projected string
+		require.NoError(t, e.db.Pool.QueryRow(ctx, `select amount::text, projected::text from accruals where account_id = $1 and utility = 'electricity'`,
+			e.account).Scan(&accrued, &projected))
+		card, err := chromedp.Run(tctx, chromedp.Text(chromedp.CSS(`#cost-cards article[data-scope="electricity"]`)))
+		require.NoError(t, err)
+		assert.Contains(t, card, accrued+" GBP", "the cost so far, as the API sent it")
+		assert.Contains(t, card, projected+" GBP", "the forecast")
+		assert.Contains(t, card, "No budget set.")
+
+		// Keyboard only: open the form with Enter, type, send with Enter.
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.Focus(chromedp.CSS("#budget-setup summary")),
+			chromedp.KeyEvent(kb.Enter),
+			chromedp.WaitVisible(chromedp.ID("budget-account")),
+			chromedp.SendKeys(chromedp.ID("budget-electricity"), "90.50"),
+			chromedp.SendKeys(chromedp.ID("budget-account"), "150"+kb.Enter),
+			chromedp.WaitVisible(chromedp.CSS("#budget-status .notice.ok")),
+		))
+		rows, err := e.db.Pool.Query(ctx, `select scope, amount::text, percents::text from budgets where account_id = $1 order by scope`, e.account)
+		require.NoError(t, err)
+		var got []string
+		for rows.Next() {
+			var scope, amount, percents string
+			require.NoError(t, rows.Scan(&scope, &amount, &percents))
+			got = append(got, scope+" "+amount+" "+percents)
+		}
+		require.NoError(t, rows.Err())
+		assert.Equal(t, []string{"account 150 {50,80,100}", "electricity 90.50 {50,80,100}"}, got, "the budgets in PostgreSQL")
+
+		// The cards now show each budget next to its forecast.
+		budgets, err := chromedp.Run(tctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#cost-cards article')].map(a => a.dataset.scope + ' ' + (a.querySelector('strong.budget') || {}).textContent)`))
+		require.NoError(t, err)
+		assert.Equal(t, []string{"electricity 90.5 GBP", "account 150 GBP"}, budgets, "as the API sends them")
+		meters, err := chromedp.Run(tctx, chromedp.Evaluate[int](`document.querySelectorAll('#cost-cards meter[aria-label]').length`))
+		require.NoError(t, err)
+		assert.Equal(t, 2, meters, "a labelled gauge per budget")
+		audit(t, tctx, "home with budgets")
+		screenshot(t, tctx, "portal-budgets")
 	})
 
 	t.Run("household turns on auto-pay and confirms the payment it prepares", func(t *testing.T) {
@@ -469,11 +546,168 @@ func TestBrowserPortalAndDashboard(t *testing.T) {
 		assert.Equal(t, "paid", billStatus)
 	})
 
+	t.Run("household sees an alert arrive live and marks it read", func(t *testing.T) {
+		defer onFailure(t, bctx, "sees")
+		tctx, cancel := context.WithTimeout(bctx, 40*time.Second)
+		defer cancel()
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.Evaluate[chromedp.Void](`location.hash = '#/alerts'`),
+			chromedp.WaitVisible(chromedp.ID("prefs-form")),
+			chromedp.Evaluate[chromedp.Void](`window.sameDocument = true`),
+		))
+		// The stream is open before the alert happens.
+		_, err := chromedp.Run(tctx, chromedp.Poll[bool](`document.getElementById('alert-stream-status').textContent.startsWith('New alerts appear here')`,
+			chromedp.WithPollingTimeout(15*time.Second)))
+		require.NoError(t, err, "the live alert stream connects")
+		// Wait for the alerts of the payments above, so that the one caused
+		// below is the only one still to come.
+		var before int64
+		require.Eventually(t, func() bool {
+			var pending int
+			require.NoError(t, e.db.Pool.QueryRow(ctx, `select count(*) from outbox_deliveries where consumer = 'alerts' and done_at is null and not dead`).Scan(&pending))
+			require.NoError(t, e.db.Pool.QueryRow(ctx, `select coalesce(max(id), 0) from alerts`).Scan(&before))
+			return pending == 0
+		}, 15*time.Second, 100*time.Millisecond, "the alerts consumer is idle")
+		_, err = chromedp.Run(tctx, chromedp.Poll[bool](fmt.Sprintf(`[...document.querySelectorAll('#alert-list tr[data-alert-id]')].every(r => Number(r.dataset.alertId) <= %d)`, before),
+			chromedp.WithPollingTimeout(5*time.Second)))
+		require.NoError(t, err)
+		unread0, err := chromedp.Run(tctx, chromedp.Evaluate[string](`document.getElementById('alert-badge').dataset.count`))
+		require.NoError(t, err)
+
+		// Billing's accrual run would send this event when the cost of the
+		// cycle crosses 80 % of the account's budget.
+		_, err = e.db.Pool.Exec(ctx, `insert into outbox (event_key, kind, account_id, payload, occurred_at) values ($1, 'budget.crossed', $2, $3, now())`,
+			fmt.Sprintf("budget.crossed:%d:account:80:2026-05-01", e.account), e.account,
+			`{"scope": "account", "percent": 80, "budget": "150", "accrued": "120.40", "currency": "GBP", "cycle_start": "2026-05-01", "cycle_end": "2026-06-01"}`)
+		require.NoError(t, err)
+		const row = `#alert-list tr[data-alert-id]`
+		id, err := chromedp.Run(tctx, chromedp.Poll[string](fmt.Sprintf(`(() => { const r = [...document.querySelectorAll('%s')].find(r => Number(r.dataset.alertId) > %d); return r ? r.dataset.alertId : ''; })()`, row, before),
+			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)))
+		require.NoError(t, err, "the alert appears without a reload")
+		sel := fmt.Sprintf(`#alert-list tr[data-alert-id="%s"]`, id)
+		text, err := chromedp.Run(tctx, chromedp.Text(chromedp.CSS(sel)))
+		require.NoError(t, err)
+		assert.Contains(t, text, "80% of your monthly budget")
+		assert.Contains(t, text, "GBP 120.40")
+		same, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`window.sameDocument === true`))
+		require.NoError(t, err)
+		assert.True(t, same, "the page was not reloaded")
+		var kind string
+		require.NoError(t, e.db.Pool.QueryRow(ctx, `select kind from alerts where id = $1 and account_id = $2`, id, e.account).Scan(&kind))
+		assert.Equal(t, "budget", kind)
+		unread1, err := chromedp.Run(tctx, chromedp.Poll[string](fmt.Sprintf(`(() => { const n = document.getElementById('alert-badge').dataset.count; return n !== '%s' && n; })()`, unread0),
+			chromedp.WithPollingTimeout(5*time.Second)))
+		require.NoError(t, err, "the header's count follows")
+		n0, _ := strconv.Atoi(unread0)
+		n1, _ := strconv.Atoi(unread1)
+		assert.Equal(t, n0+1, n1)
+		screenshot(t, tctx, "portal-alerts")
+
+		// Mark it read with the keyboard.
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.Focus(chromedp.CSS(sel+" button.mark-read")),
+			chromedp.KeyEvent(kb.Enter),
+			chromedp.WaitVisible(chromedp.CSS(sel+`[data-read="yes"]`)),
+		))
+		var read bool
+		require.NoError(t, e.db.Pool.QueryRow(ctx, `select read_at is not null from alerts where id = $1`, id).Scan(&read))
+		assert.True(t, read, "read in PostgreSQL")
+		badge, err := chromedp.Run(tctx, chromedp.Evaluate[string](`document.getElementById('alert-badge').dataset.count`))
+		require.NoError(t, err)
+		assert.Equal(t, unread0, badge)
+
+		// Preferences: every kind of alert can be chosen; no in-app alert
+		// for a silent meter, texts held from 21:30 to 06:45.
+		kinds, err := chromedp.Run(tctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#prefs-form input[id$="-inapp"]')].map(i => i.id.slice(5, -6))`))
+		require.NoError(t, err)
+		var want []string
+		for _, k := range alert.Kinds {
+			want = append(want, string(k))
+		}
+		assert.ElementsMatch(t, want, kinds, "the preferences list every kind of alert")
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.Click(chromedp.ID("pref-meter_silent-inapp")),
+			chromedp.Click(chromedp.ID("quiet-on")),
+			chromedp.SetValue(chromedp.ID("quiet-start"), "21:30"),
+			chromedp.SetValue(chromedp.ID("quiet-end"), "06:45"),
+			chromedp.Click(chromedp.ID("prefs-save")),
+			chromedp.WaitVisible(chromedp.CSS("#prefs-status .notice.ok")),
+		))
+		var silent, billIssued, quiet string
+		require.NoError(t, e.db.Pool.QueryRow(ctx, `select channels->>'meter_silent', channels->>'bill_issued', quiet_start::text || '-' || quiet_end::text
+			from alert_preferences where household_id = $1`, e.household).Scan(&silent, &billIssued, &quiet))
+		assert.Equal(t, "[]", silent)
+		assert.Equal(t, `["inapp", "sms"]`, billIssued, "the others as they were")
+		assert.Equal(t, "21:30:00-06:45:00", quiet)
+		audit(t, tctx, "alerts")
+	})
+
+	t.Run("household adds a card by token and finds its downloads", func(t *testing.T) {
+		defer onFailure(t, bctx, "adds")
+		tctx, cancel := context.WithTimeout(bctx, 30*time.Second)
+		defer cancel()
+		tok, err := sandbox.Tokenize(sandbox.CardDeclined)
+		require.NoError(t, err)
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.Evaluate[chromedp.Void](`location.hash = '#/methods'`),
+			chromedp.WaitVisible(chromedp.ID("method-token")),
+			chromedp.SendKeys(chromedp.ID("method-token"), tok+kb.Enter),
+			chromedp.WaitVisible(chromedp.ID("method-added")),
+		))
+		added, err := chromedp.Run(tctx, chromedp.Text(chromedp.ID("method-added")))
+		require.NoError(t, err)
+		assert.Contains(t, added, "ending 0002")
+		var id int64
+		require.NoError(t, e.db.Pool.QueryRow(ctx, `select id from payment_methods where household_id = $1 and last4 = '0002' and token = $2`, e.household, tok).Scan(&id))
+		require.NoError(t, chromedp.Do(tctx, chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`tr[data-method-id="%d"]`, id)))))
+		audit(t, tctx, "payment methods")
+
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.Evaluate[chromedp.Void](`location.hash = '#/exports'`),
+			chromedp.WaitVisible(chromedp.ID("export-csv")),
+		))
+		type download struct {
+			Status int    `json:"status"`
+			Type   string `json:"type"`
+			Body   string `json:"body"`
+		}
+		fetch := func(id string) download {
+			d, err := chromedp.Run(tctx, chromedp.Evaluate[download](fmt.Sprintf(`fetch(document.getElementById(%q).href).then(async r => ({status: r.status, type: r.headers.get('Content-Type'), body: await r.text()}))`, id),
+				chromedp.EvalAwaitPromise))
+			require.NoError(t, err)
+			return d
+		}
+		csv := fetch("export-csv")
+		assert.Equal(t, 200, csv.Status, csv.Body)
+		assert.True(t, strings.HasPrefix(csv.Body, "time,meter,utility,channel,quantity,unit\n"), csv.Body)
+		assert.Contains(t, csv.Body, ",E-PORTAL,electricity,1-0:1.8.0,", "the meter's hours of the last week")
+		gb := fetch("export-greenbutton")
+		assert.Equal(t, 200, gb.Status, gb.Body)
+		assert.Contains(t, gb.Type, "xml")
+		assert.Contains(t, gb.Body, "IntervalReading")
+		audit(t, tctx, "downloads")
+	})
+
 	t.Run("operator watches live readings rise", func(t *testing.T) {
 		octx, cancelTab := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(jsErrs.listen))
 		defer cancelTab()
+		// The tab lives as long as the context of its first action.
+		require.NoError(t, chromedp.Do(octx))
+		defer onFailure(t, octx, "operator")
 		tctx, cancel := context.WithTimeout(octx, 45*time.Second)
 		defer cancel()
+
+		// A meter that last reported seven hours ago: the alarm evaluator
+		// (run here rather than waiting for its interval) raises
+		// meter_offline for it.
+		provision(t, e.m.Config.Postgres.URL, device.Request{ID: "E-OFFLINE", Utility: meter.Electricity})
+		_, err := e.db.Pool.Exec(ctx, `insert into meter_state (meter_id, state, updated_at) values ('E-OFFLINE', '\x00', now() - interval '7 hours')`)
+		require.NoError(t, err)
+		_, err = e.m.Alerts.Evaluate(ctx)
+		require.NoError(t, err)
+		var alarm int64
+		require.NoError(t, e.db.Pool.QueryRow(ctx, `select id from alarms where kind = 'meter_offline' and subject = 'E-OFFLINE' and state = 'active'`).Scan(&alarm))
+
 		require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(e.base+"/operator/")))
 		signIn(t, tctx, e.inbox, operatorPhone)
 		start, err := chromedp.Run(tctx, chromedp.Poll[string](`document.getElementById('live-total') && document.getElementById('live-total').dataset.value`,
@@ -509,6 +743,47 @@ func TestBrowserPortalAndDashboard(t *testing.T) {
 		assert.Contains(t, regions, "seed")
 		assert.Contains(t, regions, "electricity")
 		require.NoError(t, chromedp.Do(tctx, chromedp.WaitVisible(chromedp.CSS("#live figure.chart svg"))))
+
+		// The other sections show what the API has: fleet statistics, the
+		// payments of the household, no bill runs yet.
+		require.NoError(t, chromedp.Do(tctx, chromedp.WaitVisible(chromedp.ID("fleet-tiles"))))
+		fleet, err := chromedp.Run(tctx, chromedp.Text(chromedp.ID("fleet")))
+		require.NoError(t, err)
+		assert.Contains(t, fleet, "Meters by utility and status")
+		never, err := chromedp.Run(tctx, chromedp.Text(chromedp.ID("fleet-never")))
+		require.NoError(t, err)
+		var neverWant int
+		require.NoError(t, e.db.Pool.QueryRow(ctx, `select count(*) from meters m where status = 'active' and not exists (select 1 from meter_state s where s.meter_id = m.id)`).Scan(&neverWant))
+		assert.Equal(t, strconv.Itoa(neverWant), never, "meters that never reported")
+		payments, err := chromedp.Run(tctx, chromedp.Text(chromedp.ID("payments")))
+		require.NoError(t, err)
+		assert.Contains(t, payments, "succeeded")
+		runs, err := chromedp.Run(tctx, chromedp.Text(chromedp.ID("bill-runs")))
+		require.NoError(t, err)
+		assert.Contains(t, runs, "No bill runs yet.")
+
+		// The alarm is active; acknowledge it with a note, by keyboard.
+		row := fmt.Sprintf(`tr[data-alarm-id="%d"]`, alarm)
+		require.NoError(t, chromedp.Do(tctx,
+			chromedp.WaitVisible(chromedp.CSS("#alarms-active "+row)),
+			chromedp.SendKeys(chromedp.ID("alarm-note"), "meter replaced"),
+			chromedp.Focus(chromedp.ID(fmt.Sprintf("ack-%d", alarm))),
+			chromedp.KeyEvent(kb.Enter),
+			chromedp.WaitVisible(chromedp.CSS("#alarms-acknowledged "+row)),
+		))
+		gone, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`!document.querySelector('#alarms-active `+row+`')`))
+		require.NoError(t, err)
+		assert.True(t, gone, "no longer among the active alarms")
+		tiles, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`!!document.querySelector('#live #live-total')`))
+		require.NoError(t, err)
+		assert.True(t, tiles, "announcing the acknowledgement leaves the live tiles in place")
+		var state, note string
+		var by *int64
+		require.NoError(t, e.db.Pool.QueryRow(ctx, `select a.state, a.acknowledged_by, e.note from alarms a join alarm_events e on e.alarm_id = a.id and e.state = 'acknowledged'
+			where a.id = $1`, alarm).Scan(&state, &by, &note))
+		assert.Equal(t, "acknowledged", state)
+		assert.NotNil(t, by, "by the operator")
+		assert.Equal(t, "meter replaced", note)
 		audit(t, tctx, "operator")
 		screenshot(t, tctx, "operator-dashboard")
 	})

@@ -23,13 +23,9 @@ export class ApiError extends Error {
     this.code = code;
     this.field = field || '';
   }
-  // missing is true when this server has no such endpoint (yet): the
-  // feature is not there, which is not the household's fault.
-  get missing() {
-    return (this.status === 404 && this.code === 'not_found' && /no such endpoint/.test(this.message)) ||
-      this.status === 405 || this.status === 501;
-  }
-  get unavailable() { return this.missing || this.code === 'unavailable'; }
+  // unavailable is true when the server cannot do this right now (a store
+  // is down, a feature is turned off): not the user's fault.
+  get unavailable() { return this.code === 'unavailable'; }
 }
 
 export async function api(method, path, body, extra) {

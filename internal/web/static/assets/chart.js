@@ -21,7 +21,7 @@ function frame(title, summaryText, drawn, tableEl) {
   const did = newID('chart-desc');
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': `${tid} ${did}`, class: 'chart' },
     s('title', { id: tid }, title), s('desc', { id: did }, summaryText), drawn);
-  return h('figure', { class: 'chart' },
+  return h('figure', { class: W < 720 ? 'chart narrow' : 'chart' },
     h('figcaption', {}, title),
     svg,
     h('p', { class: 'muted chart-summary' }, summaryText),

@@ -40,20 +40,18 @@ export function notice(kind, ...text) {
   return h('div', { class: `notice ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, ...text);
 }
 
-// errorNotice explains a failed request: a feature the server lacks is
-// said so plainly, anything else shows the API's message.
+// errorNotice explains a failed request: what the server cannot do right
+// now is said so plainly, anything else shows the API's message.
 export function errorNotice(err, what) {
-  if (err instanceof ApiError && err.missing) {
-    return notice('unavailable', `${what}: not available on this server yet. This will appear here once it is enabled.`);
-  }
-  if (err instanceof ApiError && err.code === 'unavailable') {
+  if (err instanceof ApiError && err.unavailable) {
     return notice('unavailable', `${what}: unavailable right now. ${err.message}`);
   }
   return notice('error', `${what}: ${err.message || err}`);
 }
 
+// announce says text through the page's polite live region.
 export function announce(text) {
-  const live = document.getElementById('live');
+  const live = document.getElementById('announcer');
   if (live) { live.textContent = ''; setTimeout(() => { live.textContent = text; }, 50); }
 }
 
@@ -88,13 +86,14 @@ export function fmtBytes(n) {
 
 export function stateClass(v) { return `status-${String(v || '').toLowerCase()}`; }
 
-// table renders rows under columns [{key, label, num, render(row)}].
-export function table(caption, columns, rows, empty = 'Nothing to show.') {
+// table renders rows under columns [{key, label, num, render(row)}];
+// rowAttrs(row), when given, returns the attributes of a row.
+export function table(caption, columns, rows, empty = 'Nothing to show.', rowAttrs) {
   if (!rows.length) return h('p', { class: 'muted' }, empty);
   return h('div', { class: 'table-wrap' }, h('table', {},
     h('caption', {}, caption),
     h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.num ? 'num' : null }, c.label)))),
-    h('tbody', {}, rows.map((r) => h('tr', {}, columns.map((c, i) => {
+    h('tbody', {}, rows.map((r) => h('tr', rowAttrs ? rowAttrs(r) : {}, columns.map((c, i) => {
       const v = c.render ? c.render(r) : display(r[c.key]);
       return i === 0 ? h('th', { scope: 'row' }, v) : h('td', { class: c.num ? 'num' : null }, v);
     }))))));
@@ -108,22 +107,28 @@ function display(v) {
   return String(v);
 }
 
-const humanize = (k) => k.replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase());
+// section is a labelled part of a page with its heading.
+export function section(title, ...body) {
+  return h('section', { 'aria-label': title }, h('h2', {}, title), ...body);
+}
 
-// anyView renders data whose exact shape this page does not know: a list of
-// objects as a table, an object as a list of properties.
-export function anyView(caption, data, empty) {
-  let list = Array.isArray(data) ? data : (data && Array.isArray(data.items) ? data.items : null);
-  if (list) {
-    const keys = [];
-    for (const row of list) for (const k of Object.keys(row || {})) if (!keys.includes(k)) keys.push(k);
-    return table(caption, keys.map((k) => ({ key: k, label: humanize(k) })), list, empty);
+// slot is a placeholder that fill replaces when its request returns.
+export function slot(text = 'Loading…') {
+  return h('div', { class: 'slot', 'aria-busy': 'true' }, h('p', { class: 'muted' }, text));
+}
+
+// fill puts what fn returns in el, or a notice of why it failed; el is
+// aria-busy meanwhile.
+export async function fill(el, what, fn) {
+  el.setAttribute('aria-busy', 'true');
+  try {
+    const out = await fn();
+    el.replaceChildren(...[out].flat().filter(Boolean));
+  } catch (e) {
+    el.replaceChildren(errorNotice(e, what));
+  } finally {
+    el.removeAttribute('aria-busy');
   }
-  if (data && typeof data === 'object') {
-    return h('dl', { class: 'props', 'aria-label': caption },
-      Object.entries(data).map(([k, v]) => [h('dt', {}, humanize(k)), h('dd', {}, display(v))]));
-  }
-  return h('p', {}, display(data));
 }
 
 // busy disables a button while fn runs.

@@ -1,54 +1,45 @@
-// The household portal: usage, this cycle's cost, bills, payments,
-// auto-pay, phones, alerts. Pages are addressed by the URL fragment
-// (#/bills/12), so the server serves one page and links can be shared.
+// The household portal: usage, this cycle's cost and budgets, bills,
+// payments, auto-pay, payment methods, phones, alerts, exports. Pages are
+// addressed by the URL fragment (#/bills/12), so the server serves one page
+// and links can be shared.
 
 import * as api from './api.js';
-import { h, field, notice, errorNotice, announce, table, anyView, busy, money, fmtDate, fmtTime, fmtNum, stateClass } from './dom.js';
+import { h, field, notice, errorNotice, announce, table, busy, money, fmtDate, fmtTime, stateClass, section, slot, fill } from './dom.js';
 import { barChart } from './chart.js';
 import { signInView } from './signin.js';
 import * as usage from './usage.js';
+import * as alerts from './alerts.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 
-const state = { user: null, accounts: [], account: null, alertStream: null };
+const state = { user: null, accounts: [], account: null, household: null };
 
 const PAGES = [
   ['#/', 'Home'],
   ['#/bills', 'Bills'],
   ['#/payments', 'Payments'],
   ['#/autopay', 'Auto-pay'],
+  ['#/methods', 'Payment methods'],
   ['#/phones', 'Phones'],
   ['#/alerts', 'Alerts'],
+  ['#/exports', 'Downloads'],
   ['#/messages', 'Messages'],
 ];
 
 function renderNav(current) {
   nav.hidden = false;
   const out = h('button', { type: 'button', class: 'secondary', id: 'sign-out' }, 'Sign out');
-  out.addEventListener('click', async () => { await api.signOut().catch(() => {}); location.hash = ''; location.reload(); });
+  out.addEventListener('click', async () => {
+    alerts.stopAlerts();
+    await api.signOut().catch(() => {});
+    location.hash = '';
+    location.reload();
+  });
   nav.replaceChildren(h('ul', {},
-    PAGES.map(([href, text]) => h('li', {}, h('a', { href, 'aria-current': href === current ? 'page' : null }, text))),
+    PAGES.map(([href, text]) => h('li', {}, h('a', { href, 'aria-current': href === current ? 'page' : null, id: href === '#/alerts' ? 'nav-alerts' : null },
+      text, href === '#/alerts' ? [' ', alerts.badge()] : null))),
     h('li', {}, out)));
-}
-
-function section(title, ...body) {
-  return h('section', { 'aria-label': title }, h('h2', {}, title), ...body);
-}
-
-// slot is a placeholder a section fills when its request returns.
-function slot(text = 'Loading…') { return h('div', { class: 'slot', 'aria-busy': 'true' }, h('p', { class: 'muted' }, text)); }
-
-async function fill(el, what, fn) {
-  el.setAttribute('aria-busy', 'true');
-  try {
-    const out = await fn();
-    el.replaceChildren(...[out].flat().filter(Boolean));
-  } catch (e) {
-    el.replaceChildren(errorNotice(e, what));
-  } finally {
-    el.removeAttribute('aria-busy');
-  }
 }
 
 function accountPicker() {
@@ -58,19 +49,43 @@ function accountPicker() {
   return h('div', { class: 'field' }, h('label', { for: 'account-select' }, 'Account'), sel);
 }
 
-// --- home: cost this cycle and usage ---
+const cap = (u) => u[0].toUpperCase() + u.slice(1);
+
+// --- home: cost this cycle, budgets, usage, premises ---
+
+// household returns the signed-in household with its accounts and premises
+// (read once per visit of the home page).
+function household(fresh) {
+  if (fresh || !state.household) state.household = api.get('/household');
+  return state.household;
+}
+
+// supplied lists the utilities supplied to the account at its premises.
+async function supplied(acc) {
+  const hh = await household();
+  const us = new Set();
+  for (const p of hh.premises || []) {
+    if (p.account_id !== acc.id) continue;
+    for (const sp of p.service_points || []) us.add(sp.utility);
+  }
+  return Object.keys(usage.PRIMARY).filter((u) => us.has(u));
+}
 
 async function home() {
   const acc = state.account;
   const cost = slot();
   const chart = slot();
+  const premises = slot();
   const controls = usageControls(() => drawUsage(chart));
+  household(true).catch(() => {});
   main.replaceChildren(
     h('h1', {}, 'Your home'),
     h('p', { class: 'muted' }, `Account ${acc.number}`), accountPicker(),
     section('This cycle', cost),
-    section('Usage', controls, chart));
-  fill(cost, 'The cost of this cycle', costCards);
+    section('Usage', controls, chart),
+    section('Where we supply you', premises));
+  fill(cost, 'The cost of this cycle', () => costView(cost));
+  fill(premises, 'Your premises', premisesView);
   drawUsage(chart);
 }
 
@@ -84,7 +99,7 @@ function usageControls(onChange) {
     return h('span', {}, input, ' ', h('label', { for: id }, text));
   };
   const utilities = h('fieldset', { class: 'choice', id: 'utility-choice' }, h('legend', {}, 'Utility'),
-    Object.keys(usage.PRIMARY).map((u) => radio('utility', u, u[0].toUpperCase() + u.slice(1), ui.utility === u)));
+    Object.keys(usage.PRIMARY).map((u) => radio('utility', u, cap(u), ui.utility === u)));
   const periods = h('fieldset', { class: 'choice' }, h('legend', {}, 'Period'),
     Object.entries(usage.PERIODS).map(([p, v]) => radio('period', p, v.label, ui.period === p)));
   return h('div', {}, utilities, periods);
@@ -103,71 +118,105 @@ async function drawUsage(el) {
       if (b) b.disabled = !data.utilities.includes(u);
     }
     const u = ui.utility;
-    const name = u[0].toUpperCase() + u.slice(1);
-    const out = [barChart({ title: `${name} use, ${usage.PERIODS[ui.period].label.toLowerCase()}`, unit: usage.UNIT[u], points: data.series[u], cls: u })];
-    if (data.monthly === 'browser') out.push(h('p', { class: 'muted' }, 'Months are added up from daily figures.'));
-    return out;
+    return barChart({ title: `${cap(u)} use, ${usage.PERIODS[ui.period].label.toLowerCase()}`, unit: usage.UNIT[u], points: data.series[u], cls: u });
   });
 }
 
-async function costCards() {
+// costCard shows one scope's cost so far, its forecast and its budget. The
+// amounts are the API's; only the forecast's share of the budget is
+// computed here, for the gauge.
+function costCard(title, scope, x, currency, sub) {
+  const budget = x.budget ?? null;
+  const ratio = budget !== null ? Number(x.projected) / Number(budget) : null;
+  return h('article', { class: 'card', 'data-scope': scope }, h('h3', {}, title),
+    sub ? h('p', { class: 'muted' }, sub) : null,
+    h('p', {}, 'So far'), h('p', { class: 'figure accrued' }, money(x.amount, currency)),
+    h('p', {}, 'Forecast for the cycle: ', h('strong', { class: 'projected' }, money(x.projected, currency))),
+    budget !== null ? [
+      h('p', {}, 'Budget: ', h('strong', { class: 'budget' }, money(budget, currency))),
+      h('meter', { min: 0, max: 1.25, low: 0.8, high: 1, optimum: 0.5, value: Math.min(ratio, 1.25), 'aria-label': `${title}: forecast against budget` }),
+      h('p', { class: ratio > 1 ? 'status-failed' : 'status-succeeded' }, ratio > 1
+        ? `The forecast is over the budget (${Math.round(ratio * 100)} %).`
+        : `The forecast is within the budget (${Math.round(ratio * 100)} %).`),
+    ] : h('p', { class: 'muted budget' }, 'No budget set.'),
+    x.estimated ? h('p', { class: 'muted' }, 'Includes estimated readings.') : null);
+}
+
+// dayBefore is the day before a date (YYYY-MM-DD): the last day of a
+// period that ends before date.
+const dayBefore = (d) => new Date(Date.parse(`${d}T12:00:00Z`) - 86400e3).toISOString().slice(0, 10);
+
+async function costView(el, open = false) {
   const acc = state.account;
-  const [accrual, budgets] = await Promise.all([
-    api.get(`/accounts/${acc.id}/accrual`),
-    api.get(`/accounts/${acc.id}/budgets`).catch((e) => e),
-  ]);
+  const [accrual, utilities] = await Promise.all([api.get(`/accounts/${acc.id}/accrual`), supplied(acc).catch(() => [])]);
+  const cur = accrual.currency || acc.currency;
   const list = accrual.utilities || [];
-  const budgetOf = (u) => {
-    if (budgets instanceof Error) return null;
-    const b = api.items(budgets).find((x) => x.utility === u) || (budgets && budgets[u]);
-    if (!b) return null;
-    return typeof b === 'object' ? (b.amount ?? b.budget ?? b.limit ?? null) : b;
-  };
-  const cards = list.length ? h('div', { class: 'grid' }, list.map((a) => {
-    const budget = budgetOf(a.utility);
-    const ratio = budget ? Number(a.projected) / Number(budget) : null;
-    return h('article', { class: 'card', 'data-utility': a.utility }, h('h3', {}, a.utility[0].toUpperCase() + a.utility.slice(1)),
-      h('p', { class: 'muted' }, `${fmtDate(a.cycle_start)} to ${fmtDate(a.cycle_end)}, figures up to ${fmtDate(a.through)}`),
-      h('p', {}, 'So far'), h('p', { class: 'figure accrued' }, money(a.amount, a.currency)),
-      h('p', {}, `Forecast for the cycle: `, h('strong', { class: 'projected' }, money(a.projected, a.currency))),
-      budget !== null ? [
-        h('p', {}, `Budget: ${money(budget, a.currency)}`),
-        h('meter', { min: 0, max: 1.25, low: 0.8, high: 1, optimum: 0.5, value: Math.min(ratio, 1.25), 'aria-label': 'Forecast against budget' }),
-        h('p', { class: ratio > 1 ? 'status-failed' : 'status-succeeded' }, ratio > 1
-          ? `The forecast is over your budget (${Math.round(ratio * 100)} %).`
-          : `The forecast is within your budget (${Math.round(ratio * 100)} %).`),
-      ] : null,
-      a.estimated ? h('p', { class: 'muted' }, 'Includes estimated readings.') : null);
-  })) : h('p', { class: 'muted' }, 'No cost yet for this cycle.');
-  const out = [cards];
-  if (budgets instanceof Error) {
-    out.push(budgets instanceof api.ApiError && budgets.missing
-      ? h('p', { class: 'muted' }, 'Budgets are not available on this server yet.')
-      : errorNotice(budgets, 'Budgets'));
+  const out = [];
+  if (list.length) {
+    out.push(h('p', { class: 'muted' }, `Billing cycle ${fmtDate(accrual.cycle_start)} to ${fmtDate(accrual.cycle_end)}.`));
+    out.push(h('div', { class: 'grid', id: 'cost-cards' },
+      list.map((a) => costCard(cap(a.utility), a.utility, a, cur, `Usage up to the end of ${fmtDate(dayBefore(a.through))}`)),
+      costCard('Whole account', 'account', accrual.total || {}, cur, 'All utilities together')));
   } else {
-    out.push(budgetForm(list, budgets, budgetOf));
+    out.push(h('p', { class: 'muted', id: 'cost-cards' }, 'No cost yet for this cycle.'));
   }
+  for (const a of list) if (!utilities.includes(a.utility)) utilities.push(a.utility);
+  out.push(budgetForm(el, utilities, accrual.budgets || [], cur, open));
   return out;
 }
 
-function budgetForm(accruals, current, budgetOf) {
-  const utils = accruals.map((a) => a.utility);
-  if (!utils.length) return null;
-  const status = h('div');
-  const inputs = utils.map((u) => field(`${u[0].toUpperCase() + u.slice(1)} budget per cycle`, { name: u, id: `budget-${u}`, inputmode: 'decimal', value: budgetOf(u) ?? '' }));
-  const save = h('button', { type: 'submit' }, 'Save budgets');
-  const form = h('form', { class: 'stack' }, inputs, save, status);
+// budgetForm sets the account's budgets per billing cycle: one for the
+// whole account and one per utility it is supplied with. An empty field
+// removes that budget; the alert percentages of a budget are kept.
+function budgetForm(el, utilities, current, currency, open) {
+  const scopes = ['account', ...utilities];
+  const have = Object.fromEntries(current.map((b) => [b.scope, b]));
+  const status = h('div', { id: 'budget-status' });
+  const inputs = scopes.map((sc) => field(sc === 'account' ? 'Whole account' : cap(sc),
+    { name: sc, id: `budget-${sc}`, inputmode: 'decimal', autocomplete: 'off', value: have[sc] ? have[sc].amount : '' },
+    `${currency} per billing cycle; leave empty for no budget.`));
+  const save = h('button', { type: 'submit', id: 'budget-save' }, 'Save budgets');
+  const form = h('form', { class: 'stack', id: 'budget-form' },
+    h('p', {}, 'We alert you when the cost of a cycle reaches half, 80 % and all of a budget, and when the forecast goes over it.'),
+    inputs, save, status);
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     busy(save, async () => {
-      const list = utils.filter((u) => form[u].value.trim() !== '').map((u) => ({ utility: u, amount: form[u].value.trim() }));
+      const budgets = scopes.filter((sc) => form[sc].value.trim() !== '').map((sc) => {
+        const b = { scope: sc, amount: form[sc].value.trim() };
+        if (have[sc] && have[sc].percents) b.percents = have[sc].percents;
+        return b;
+      });
       try {
-        await api.put(`/accounts/${state.account.id}/budgets`, Array.isArray(current) ? list : { items: list });
-        status.replaceChildren(notice('ok', 'Budgets saved.'));
+        await api.put(`/accounts/${state.account.id}/budgets`, { budgets });
+        announce('Budgets saved');
+        await fill(el, 'The cost of this cycle', () => costView(el, true));
+        const st = document.getElementById('budget-status');
+        if (st) st.replaceChildren(notice('ok', 'Budgets saved.'));
       } catch (e) { status.replaceChildren(errorNotice(e, 'Saving budgets')); }
     });
   });
-  return h('details', {}, h('summary', {}, 'Change budgets'), form);
+  return h('details', { id: 'budget-setup', open }, h('summary', {}, 'Set budgets'), form);
+}
+
+async function premisesView() {
+  const hh = await household();
+  const rows = [];
+  for (const p of hh.premises || []) {
+    if (p.account_id !== state.account.id) continue;
+    for (const sp of p.service_points || []) rows.push({ p, sp });
+  }
+  return table(`Premises of account ${state.account.number}`, [
+    { key: 'address', label: 'Address', render: (r) => r.p.address },
+    { key: 'region', label: 'Region', render: (r) => r.p.region },
+    { key: 'utility', label: 'Utility', render: (r) => cap(r.sp.utility) },
+    { key: 'tariff', label: 'Tariff', render: (r) => r.sp.current_tariff || r.sp.tariff_code || '' },
+    { key: 'meters', label: 'Meters', render: (r) => (r.sp.meters || []).map((m) => `${m.id}${m.status === 'active' ? '' : ` (${m.status})`}`).join(', ') },
+    { key: 'last', label: 'Last reading', render: (r) => {
+      const ts = (r.sp.meters || []).map((m) => m.last_reading_at).filter(Boolean).sort();
+      return ts.length ? fmtTime(ts[ts.length - 1], r.p.time_zone) : 'none yet';
+    } },
+  ], rows, 'No premises for this account yet.');
 }
 
 // --- bills ---
@@ -226,7 +275,7 @@ function payForm(billID, status) {
   api.get('/payment-methods').then((data) => {
     const methods = api.items(data);
     if (!methods.length) {
-      out.replaceChildren(h('p', {}, 'Add a payment method first, on the ', h('a', { href: '#/autopay' }, 'Auto-pay'), ' page.'));
+      out.replaceChildren(h('p', {}, 'Add a payment method first, on the ', h('a', { href: '#/methods' }, 'Payment methods'), ' page.'));
       return;
     }
     const method = field('Pay with', { tag: 'select', id: 'pay-method', name: 'payment_method_id' });
@@ -333,42 +382,68 @@ async function paymentPage(id) {
   }));
 }
 
-// --- auto-pay and payment methods ---
+// --- payment methods ---
+
+const expiry = (m) => (m.exp_month ? `${String(m.exp_month).padStart(2, '0')}/${m.exp_year}` : '');
+
+async function methodsPage() {
+  const list = slot();
+  const status = h('div', { id: 'method-status' });
+  const tok = field('Card token', { id: 'method-token', name: 'token', required: true, autocomplete: 'off', spellcheck: 'false' },
+    'The token our payment provider\'s card form gives you (it starts with tok_). We never see your card number.');
+  const add = h('button', { type: 'submit', id: 'method-add' }, 'Add payment method');
+  const form = h('form', { class: 'inline', id: 'method-form' }, tok, add);
+  main.replaceChildren(h('h1', {}, 'Payment methods'),
+    h('p', {}, 'Cards you pay bills and auto-pay with. Removing a card stops the auto-pay rules that use it.'),
+    list, section('Add a card', form), status);
+  const load = () => fill(list, 'Payment methods', async () => table('Your payment methods', [
+    { key: 'name', label: 'Method', render: methodName },
+    { key: 'expires', label: 'Expires', render: expiry },
+    { key: 'created_at', label: 'Added', render: (m) => fmtTime(m.created_at) },
+    { key: 'remove', label: 'Action', render: (m) => {
+      const b = h('button', { type: 'button', class: 'secondary' }, `Remove ${methodName(m)}`);
+      b.addEventListener('click', () => busy(b, async () => {
+        try {
+          await api.del(`/payment-methods/${m.id}`);
+          status.replaceChildren(notice('ok', `${methodName(m)} removed.`));
+          announce(`${methodName(m)} removed`);
+          load();
+        } catch (e) { status.replaceChildren(errorNotice(e, 'Removing the payment method')); }
+      }));
+      return b;
+    } },
+  ], api.items(await api.get('/payment-methods')), 'No payment methods yet.', (m) => ({ 'data-method-id': String(m.id) })));
+  load();
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    busy(add, async () => {
+      try {
+        const m = await api.post('/payment-methods', { token: form.token.value.trim() });
+        status.replaceChildren(notice('ok', h('span', { id: 'method-added', 'data-method-id': String(m.id) }, `Added ${methodName(m)}${m.exp_month ? `, expires ${expiry(m)}` : ''}.`)));
+        announce(`Added ${methodName(m)}`);
+        form.reset();
+        load();
+      } catch (e) {
+        status.replaceChildren(errorNotice(e, 'Adding the payment method'));
+        form.token.select();
+      }
+    });
+  });
+}
+
+// --- auto-pay ---
 
 async function autopay() {
-  const methods = slot();
   const rules = slot();
   const status = h('div');
   main.replaceChildren(h('h1', {}, 'Auto-pay'), accountPicker(),
     h('p', {}, 'With auto-pay we prepare each payment for you; it is only taken once you confirm it with the code we send by SMS.'),
-    section('Payment methods', methods), section(`Auto-pay for account ${state.account.number}`, rules), status);
+    section(`Auto-pay for account ${state.account.number}`, rules), status);
   let methodList = [];
-  await fill(methods, 'Payment methods', async () => {
-    methodList = api.items(await api.get('/payment-methods'));
-    const tok = field('Card token', { id: 'method-token', name: 'token', required: true, autocomplete: 'off' }, 'The token the card form of our payment provider gives you. We never see your card number.');
-    const add = h('button', { type: 'submit' }, 'Add payment method');
-    const form = h('form', { class: 'inline' }, tok, add);
-    form.addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      busy(add, async () => {
-        try { await api.post('/payment-methods', { token: form.token.value.trim() }); route(); } catch (e) { status.replaceChildren(errorNotice(e, 'Adding the payment method')); }
-      });
-    });
-    return [table('Payment methods', [
-      { key: 'name', label: 'Method', render: methodName },
-      { key: 'expires', label: 'Expires', render: (m) => (m.exp_month ? `${String(m.exp_month).padStart(2, '0')}/${m.exp_year}` : '') },
-      { key: 'created_at', label: 'Added', render: (m) => fmtTime(m.created_at) },
-      { key: 'remove', label: 'Action', render: (m) => {
-        const b = h('button', { type: 'button', class: 'secondary' }, `Remove ${methodName(m)}`);
-        b.addEventListener('click', () => busy(b, async () => {
-          try { await api.del(`/payment-methods/${m.id}`); route(); } catch (e) { status.replaceChildren(errorNotice(e, 'Removing the payment method')); }
-        }));
-        return b;
-      } },
-    ], methodList, 'No payment methods yet.'), form];
-  });
   fill(rules, 'Auto-pay', async () => {
-    const list = api.items(await api.get(`/accounts/${state.account.id}/autopay`));
+    const [methods, rulesPage] = await Promise.all([api.get('/payment-methods'), api.get(`/accounts/${state.account.id}/autopay`)]);
+    methodList = api.items(methods);
+    const list = api.items(rulesPage);
     const cur = (r) => r.currency || state.account.currency;
     const when = (r) => {
       const t = (TRIGGERS[r.trigger] || { text: r.trigger }).text;
@@ -442,7 +517,7 @@ function autopayForm(methods, status) {
       } catch (e) { status.replaceChildren(errorNotice(e, 'Setting up auto-pay')); }
     });
   });
-  return h('details', { id: 'autopay-setup' }, h('summary', {}, 'Set up auto-pay'), methods.length ? form : h('p', { class: 'muted' }, 'Add a payment method first.'));
+  return h('details', { id: 'autopay-setup' }, h('summary', {}, 'Set up auto-pay'), methods.length ? form : h('p', {}, 'Add a payment method first, on the ', h('a', { href: '#/methods' }, 'Payment methods'), ' page.'));
 }
 
 function confirmRuleForm(ruleID) {
@@ -491,10 +566,10 @@ async function phones() {
   fill(list, 'Your phones', async () => {
     const items = api.items(await api.get('/phones'));
     return table('Your phones', [
-      { key: 'phone', label: 'Number', render: (p) => p.phone || p.e164 || p.number },
-      { key: 'verified', label: 'Verified', render: (p) => (p.verified_at ? `yes, ${fmtTime(p.verified_at)}` : (p.verified ? 'yes' : 'no')) },
+      { key: 'e164', label: 'Number' },
+      { key: 'verified', label: 'Verified', render: (p) => (p.verified_at ? `yes, ${fmtTime(p.verified_at)}` : 'no') },
       { key: 'verify', label: 'Action', render: (p) => {
-        if (p.verified_at || p.verified) return '';
+        if (p.verified_at) return '';
         const again = h('button', { type: 'button', class: 'secondary' }, 'Send the code again');
         again.addEventListener('click', () => busy(again, async () => {
           try { await api.post(`/phones/${p.id}/resend`); announce('Code sent'); } catch (e) { again.after(errorNotice(e, 'Sending the code')); }
@@ -519,66 +594,64 @@ function verifyPhoneForm(id) {
   return form;
 }
 
-// --- alerts ---
+// --- downloads ---
 
-async function alerts() {
-  const list = slot();
-  const prefs = slot();
-  main.replaceChildren(h('h1', {}, 'Alerts'), list, section('What we tell you about', prefs));
-  const load = () => fill(list, 'Alerts', async () => {
-    const items = api.items(await api.get('/alerts?limit=50'));
-    return table('Your alerts', [
-      { key: 'created_at', label: 'When', render: (a) => fmtTime(a.created_at || a.at) },
-      { key: 'text', label: 'Alert', render: (a) => a.message || a.text || a.title || a.kind },
-      { key: 'read', label: 'Read', render: (a) => {
-        if (a.read_at || a.read) return 'yes';
-        const b = h('button', { type: 'button', class: 'secondary' }, 'Mark as read');
-        b.addEventListener('click', () => busy(b, async () => { await api.post(`/alerts/${a.id}/read`).catch(() => {}); load(); }));
-        return b;
-      } },
-    ], items, 'No alerts.');
-  });
-  load();
-  if (!state.alertStream && window.EventSource) {
-    const es = new EventSource(`${api.PREFIX}/alerts/stream`);
-    es.addEventListener('message', (ev) => {
-      announce('New alert');
-      if (location.hash.startsWith('#/alerts')) load();
-      try { const a = JSON.parse(ev.data); announce(`New alert: ${a.message || a.text || a.kind || ''}`); } catch { /* not JSON */ }
-    });
-    es.addEventListener('error', () => { if (es.readyState === EventSource.CLOSED) state.alertStream = null; });
-    state.alertStream = es;
-  }
-  fill(prefs, 'Alert preferences', async () => preferencesForm(await api.get('/alert-preferences')));
+// zoned returns the instant of local midnight starting day (YYYY-MM-DD) in
+// time zone tz, as RFC 3339 UTC.
+function zoned(day, tz) {
+  const [y, m, d] = day.split('-').map(Number);
+  const guess = Date.UTC(y, m - 1, d);
+  const offset = (t) => {
+    const p = Object.fromEntries(new Intl.DateTimeFormat('en-CA', { timeZone: tz, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })
+      .formatToParts(new Date(t)).map((x) => [x.type, x.value]));
+    return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - t;
+  };
+  let t = guess - offset(guess);
+  t = guess - offset(t);
+  return new Date(t).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-function preferencesForm(p) {
-  if (!p || typeof p !== 'object' || Array.isArray(p) || Array.isArray(p.items)) return anyView('Alert preferences', p);
-  const status = h('div');
-  const fields = Object.entries(p).map(([k, v]) => {
-    const id = `pref-${k}`;
-    const label = k.replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase());
-    if (typeof v === 'boolean') return h('div', {}, h('input', { type: 'checkbox', id, name: k, checked: v }), ' ', h('label', { for: id }, label));
-    if (typeof v === 'object') return null;
-    return field(label, { id, name: k, value: v ?? '', inputmode: typeof v === 'number' ? 'decimal' : null });
-  });
-  const save = h('button', { type: 'submit' }, 'Save preferences');
-  const form = h('form', { class: 'stack' }, fields, save, status);
-  form.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    busy(save, async () => {
-      const out = {};
-      for (const [k, v] of Object.entries(p)) {
-        const el = form.elements[k];
-        if (!el) out[k] = v;
-        else if (typeof v === 'boolean') out[k] = el.checked;
-        else if (typeof v === 'number') out[k] = Number(el.value);
-        else out[k] = el.value;
-      }
-      try { await api.put('/alert-preferences', out); status.replaceChildren(notice('ok', 'Preferences saved.')); } catch (e) { status.replaceChildren(errorNotice(e, 'Saving preferences')); }
-    });
-  });
-  return form;
+const STEPS = { '15m': ['Every 15 minutes', 31], '1h': ['Hourly', 366], '1d': ['Daily', 5 * 366] };
+
+function exportsPage() {
+  const acc = state.account;
+  const tz = acc.time_zone || 'UTC';
+  const today = new Intl.DateTimeFormat('en-CA', { timeZone: tz }).format(new Date());
+  const weekAgo = new Intl.DateTimeFormat('en-CA', { timeZone: tz }).format(new Date(Date.now() - 7 * 86400e3));
+  const step = field('Detail', { tag: 'select', id: 'export-step', name: 'step' });
+  step.querySelector('select').append(...Object.entries(STEPS).map(([v, [t]]) => h('option', { value: v, selected: v === '1h' }, t)));
+  const from = field('From (first day)', { id: 'export-from', name: 'from', type: 'date', value: weekAgo, max: today, required: true });
+  const to = field('To (last day)', { id: 'export-to', name: 'to', type: 'date', value: today, max: today, required: true });
+  const form = h('form', { class: 'inline', id: 'export-form' }, step, from, to);
+  const links = h('div', { id: 'export-links' });
+  main.replaceChildren(h('h1', {}, 'Downloads'), accountPicker(),
+    h('p', {}, `Your usage as files, for a spreadsheet or another energy service. Days are in ${tz}.`),
+    section('Choose the period', form), section('Download', links));
+  const update = () => {
+    const f = form.from.value;
+    const t = form.to.value;
+    const st = form.step.value;
+    if (!f || !t || f > t) {
+      links.replaceChildren(notice('error', 'Choose a first day on or before the last day.'));
+      return;
+    }
+    const end = new Date(Date.parse(`${t}T12:00:00Z`) + 86400e3).toISOString().slice(0, 10);
+    const days = Math.round((Date.parse(end) - Date.parse(f)) / 86400e3);
+    if (days > STEPS[st][1]) {
+      links.replaceChildren(notice('error', `${STEPS[st][0]} figures cover at most ${STEPS[st][1]} days; choose a shorter period or less detail.`));
+      return;
+    }
+    const q = `step=${st}&from=${encodeURIComponent(zoned(f, tz))}&to=${encodeURIComponent(zoned(end, tz))}`;
+    const base = `${api.PREFIX}/accounts/${acc.id}`;
+    links.replaceChildren(h('ul', { class: 'links' },
+      h('li', {}, h('a', { id: 'export-csv', href: `${base}/export.csv?${q}`, download: `usage-${acc.number}-${f}-${t}.csv` }, 'Usage as CSV'),
+        h('span', { class: 'muted' }, ' – every meter and register, one row per interval')),
+      h('li', {}, h('a', { id: 'export-greenbutton', href: `${base}/greenbutton.xml?${q}`, download: `greenbutton-${acc.number}-${f}-${t}.xml` }, 'Electricity as Green Button XML'),
+        h('span', { class: 'muted' }, ' – the standard format other energy services read'))));
+  };
+  form.addEventListener('change', update);
+  form.addEventListener('submit', (ev) => ev.preventDefault());
+  update();
 }
 
 // --- development SMS inbox ---
@@ -586,7 +659,11 @@ function preferencesForm(p) {
 async function messages() {
   const list = slot();
   main.replaceChildren(h('h1', {}, 'Messages'), h('p', { class: 'muted' }, 'On a development server, the SMS messages we would have sent you appear here.'), list);
-  fill(list, 'The message inbox', async () => anyView('Messages', await api.get('/dev/sms'), 'No messages.'));
+  fill(list, 'The message inbox', async () => table('Messages', [
+    { key: 'created_at', label: 'Sent', render: (m) => fmtTime(m.created_at) },
+    { key: 'to', label: 'To' },
+    { key: 'body', label: 'Message' },
+  ], api.items(await api.get('/dev/sms')), 'No messages.'));
 }
 
 // --- routing ---
@@ -598,7 +675,7 @@ async function route() {
   renderNav(current ? current[0] : '');
   const pages = {
     '': home, bills: id ? () => bill(id) : bills, payments: id ? () => paymentPage(id) : payments,
-    autopay, phones, alerts, messages,
+    autopay, methods: methodsPage, phones, alerts: () => alerts.alertsPage(main), exports: exportsPage, messages,
   };
   const fn = pages[page || ''] || home;
   document.title = `${current ? current[1] : 'Meterflow'} – Meterflow`;
@@ -626,6 +703,7 @@ async function start() {
   } catch (e) { main.replaceChildren(errorNotice(e, 'Your accounts')); return; }
   if (!state.accounts.length) { main.replaceChildren(h('h1', {}, 'Welcome'), h('p', {}, 'Your household has no account yet.')); return; }
   state.account = state.accounts[0];
+  alerts.startAlerts();
   window.addEventListener('hashchange', () => { route(); main.focus(); });
   route();
 }

@@ -49,13 +49,6 @@ function sumBy(points, key) {
   return m;
 }
 
-function monthKey(t, tz) {
-  const parts = new Intl.DateTimeFormat('en-CA', { timeZone: tz, year: 'numeric', month: '2-digit' }).formatToParts(new Date(t));
-  const y = parts.find((x) => x.type === 'year').value;
-  const m = parts.find((x) => x.type === 'month').value;
-  return `${y}-${m}`;
-}
-
 function label(period, t, tz) {
   const d = new Date(t);
   const o = { timeZone: tz };
@@ -71,42 +64,22 @@ function label(period, t, tz) {
   return { label: d.toLocaleDateString('en-GB', { ...o, month: 'long', year: 'numeric' }), short: d.toLocaleDateString('en-GB', { ...o, month: 'short' }) };
 }
 
-// load returns {meters, series: {utility: [{label, short, time, value}]},
-// monthly: 'api' | 'browser'} for an account and period.
+// load returns {meters, utilities, series: {utility: [{label, short, time,
+// value}]}} for an account and period. Months come from the API's step=1mo,
+// which sums days into calendar months of the account's time zone.
 export async function load(account, period, now = Date.now()) {
   const tz = account.time_zone || undefined;
   const { from, to } = range(period, now);
-  const q = (step) => `/accounts/${account.id}/usage?step=${step}&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
-  let data;
-  let monthly = '';
-  if (period === 'month') {
-    try {
-      data = await api.get(q('1mo'));
-      monthly = 'api';
-    } catch (e) {
-      if (!(e instanceof api.ApiError) || !(e.field === 'step' || e.missing)) throw e;
-      data = await api.get(q('1d'));
-      monthly = 'browser';
-    }
-  } else {
-    data = await api.get(q(PERIODS[period].step));
-  }
+  const data = await api.get(`/accounts/${account.id}/usage?step=${PERIODS[period].step}&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
   const series = {};
   const utilities = [...new Set((data.meters || []).map((m) => m.utility))];
   for (const u of Object.keys(PRIMARY)) {
     if (!utilities.includes(u)) continue;
-    const pts = pick(data.points || [], u);
-    let byTime;
-    if (monthly === 'browser') {
-      byTime = sumBy(pts, (p) => monthKey(p.time, tz));
-      series[u] = [...byTime.entries()].sort().map(([k, v]) => ({ time: `${k}-01`, value: round(v), ...label('month', `${k}-15T12:00:00Z`, 'UTC') }));
-    } else {
-      byTime = sumBy(pts, (p) => p.time);
-      series[u] = [...byTime.entries()].sort(([a], [b]) => Date.parse(a) - Date.parse(b))
-        .map(([t, v]) => ({ time: t, value: round(v), ...label(period, t, tz) }));
-    }
+    const byTime = sumBy(pick(data.points || [], u), (p) => p.time);
+    series[u] = [...byTime.entries()].sort(([a], [b]) => Date.parse(a) - Date.parse(b))
+      .map(([t, v]) => ({ time: t, value: round(v), ...label(period, t, tz) }));
   }
-  return { meters: data.meters || [], utilities: Object.keys(series), series, monthly };
+  return { meters: data.meters || [], utilities: Object.keys(series), series };
 }
 
 // round drops the float noise of sums (quantities are exact thousandths).
