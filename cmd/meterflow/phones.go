@@ -26,11 +26,7 @@ type PhonesAddCmd struct {
 
 // Run records the phone as verified now.
 func (c *PhonesAddCmd) Run(ctx context.Context) error {
-	e164, err := phone.Normalize(c.Phone, c.Region)
-	if err != nil {
-		return err
-	}
-	db, err := postgres.Open(ctx, c.Postgres.Config())
+	db, e164, err := openForPhone(ctx, c.Postgres, c.Phone, c.Region)
 	if err != nil {
 		return err
 	}
@@ -58,11 +54,7 @@ type SMSInboxCmd struct {
 
 // Run prints the messages.
 func (c *SMSInboxCmd) Run(ctx context.Context) error {
-	e164, err := phone.Normalize(c.To, c.Region)
-	if err != nil {
-		return err
-	}
-	db, err := postgres.Open(ctx, c.Postgres.Config())
+	db, e164, err := openForPhone(ctx, c.Postgres, c.To, c.Region)
 	if err != nil {
 		return err
 	}
@@ -76,4 +68,14 @@ func (c *SMSInboxCmd) Run(ctx context.Context) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\n", m.CreatedAt.Local().Format(time.DateTime), m.To, m.Body)
 	}
 	return w.Flush()
+}
+
+// openForPhone normalises a number to E.164 and opens the database.
+func openForPhone(ctx context.Context, pg PostgresFlags, raw, region string) (*postgres.DB, string, error) {
+	e164, err := phone.Normalize(raw, region)
+	if err != nil {
+		return nil, "", err
+	}
+	db, err := postgres.Open(ctx, pg.Config())
+	return db, e164, err
 }

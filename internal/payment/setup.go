@@ -195,15 +195,15 @@ func (st *Setup) AddPhone(ctx context.Context, householdID int64, raw string) (P
 // policy, and queues its message. It returns the message to deliver after
 // commit, or the policy's refusal.
 func (st *Setup) subjectCode(ctx context.Context, tx SetupTx, purpose otp.Purpose, id int64, b otp.Binding, to string,
-	text func(code string) string) (outgoing, error) {
+	text func(code string) string) (out outgoing, refused, err error) {
 	now := st.s.Now()
 	failures, err := tx.LockOTPFailures(ctx, b.HouseholdID, otp.Day(now))
 	if err != nil {
-		return outgoing{}, err
+		return outgoing{}, nil, err
 	}
 	c, err := tx.SubjectCode(ctx, purpose, id)
 	if err != nil {
-		return outgoing{}, err
+		return outgoing{}, nil, err
 	}
 	var code string
 	if c == nil || c.Used() {
@@ -218,19 +218,22 @@ func (st *Setup) subjectCode(ctx context.Context, tx SetupTx, purpose otp.Purpos
 		code, err = st.s.otp.Resend(c, failures)
 	}
 	if err != nil {
-		return outgoing{}, err
+		if isPolicy(err) {
+			return outgoing{}, err, nil
+		}
+		return outgoing{}, nil, err
 	}
 	c.Binding = b
 	if err := tx.SaveSubjectCode(ctx, purpose, id, c); err != nil {
-		return outgoing{}, err
+		return outgoing{}, nil, err
 	}
 	msg := text(code)
 	mid, err := tx.QueueSMS(ctx, SMS{HouseholdID: b.HouseholdID, To: to, Purpose: "otp", Provider: st.s.cfg.SMSProvider,
 		Body: strings.ReplaceAll(msg, code, strings.Repeat("•", len(code)))}, now)
 	if err != nil {
-		return outgoing{}, err
+		return outgoing{}, nil, err
 	}
-	return outgoing{id: mid, to: to, text: msg}, nil
+	return outgoing{id: mid, to: to, text: msg}, nil, nil
 }
 
 // checkSubject checks a code against a subject's, counting the check and,
@@ -276,15 +279,18 @@ func (st *Setup) SendPhoneCode(ctx context.Context, householdID, phoneID int64) 
 			return apperr.New(apperr.Conflict, "phone %d is already verified", phoneID)
 		}
 		var err error
-		out, refused = st.subjectCode(ctx, tx, otp.PhoneVerify, p.ID, p.binding(), p.E164, func(code string) string {
+		out, refused, err = st.subjectCode(ctx, tx, otp.PhoneVerify, p.ID, p.binding(), p.E164, func(code string) string {
 			return fmt.Sprintf("Meterflow: %s is your code to verify this number for payment codes and alerts. It expires in %d minutes. Never share it.",
 				code, int(st.s.otp.Policy.TTL.Minutes()))
 		})
-		if refused != nil && !isPolicy(refused) {
-			err, refused = refused, nil
-		}
 		return err
 	})
+	return st.afterSend(ctx, err, refused, out)
+}
+
+// afterSend finishes a send whose transaction has ended: a failure, or the
+// policy's refusal, is returned; otherwise the queued message goes out.
+func (st *Setup) afterSend(ctx context.Context, err, refused error, out outgoing) error {
 	if err != nil {
 		return err
 	}
@@ -481,22 +487,13 @@ func (st *Setup) SendRuleCode(ctx context.Context, householdID, ruleID int64) er
 		if err != nil {
 			return err
 		}
-		out, refused = st.subjectCode(ctx, tx, otp.AutopayEnrol, r.ID, r.binding(), to, func(code string) string {
+		out, refused, err = st.subjectCode(ctx, tx, otp.AutopayEnrol, r.ID, r.binding(), to, func(code string) string {
 			return fmt.Sprintf("Meterflow: %s is your code to turn on auto-pay: %s. It expires in %d minutes. Never share it.",
 				code, r.describe(m), int(st.s.otp.Policy.TTL.Minutes()))
 		})
-		if refused != nil && !isPolicy(refused) {
-			err, refused = refused, nil
-		}
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	if refused != nil {
-		return refused
-	}
-	return st.s.deliver(ctx, out)
+	return st.afterSend(ctx, err, refused, out)
 }
 
 // ConfirmRule checks the code for a rule and puts the rule in effect.
