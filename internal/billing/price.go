@@ -84,7 +84,12 @@ func buildUsage(sp ServicePoint, meters []Meter, rows [][]UsageRow, mode UsageMo
 				r.LastInterval = row.Last
 			}
 			p := usagePoint{start: row.Start, dur: m.Interval, qty: int64(row.Quantity), est: row.Estimated > 0, first: row.First, last: row.Last}
-			if mode == Daily {
+			switch mode {
+			case Total:
+				// The whole span as one point: only priced when one tariff
+				// version covers the span (billMode).
+				p.start, p.dur = from, time.Hour
+			case Daily:
 				d := row.Day
 				if d.IsZero() { // a raw row of a meter read daily
 					d = tariff.DateOf(row.Start.In(loc))
@@ -186,6 +191,35 @@ func usageMode(sp ServicePoint, from, to tariff.Date, ts tariffSet, revs map[str
 		}
 	}
 	return Daily
+}
+
+// billMode is the detail a bill needs of a service point over [from, to):
+// Total when one version of one tariff is in force over the whole span and
+// it has neither time-of-use bands nor a demand charge, since standing
+// charges, flat and tiered rates (per-day tiers scale their thresholds by
+// the days), levies, taxes and minimum charges then depend only on the
+// span's total; usageMode otherwise. A total is one row per meter where a
+// day's detail is 31.
+func billMode(sp ServicePoint, from, to tariff.Date, ts tariffSet, revs map[string]int) UsageMode {
+	mode := usageMode(sp, from, to, ts, revs)
+	segs := sp.segments(from, to)
+	if mode != Daily || len(segs) != 1 || segs[0].code == "" {
+		return mode
+	}
+	st, ok := ts.get(segs[0].code, revs[segs[0].code])
+	if !ok {
+		return mode
+	}
+	in := 0
+	for i, v := range st.Versions {
+		if v.EffectiveFrom.Before(to) && (i+1 == len(st.Versions) || st.Versions[i+1].EffectiveFrom.After(from)) {
+			in++
+		}
+	}
+	if in != 1 || st.Versions[0].EffectiveFrom.After(from) {
+		return mode
+	}
+	return Total
 }
 
 // calorificValue is the mean daily calorific value over [from, to), days
