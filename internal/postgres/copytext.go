@@ -94,7 +94,7 @@ func (c *textCopy) bool(b bool) {
 // dec writes an exact decimal.
 func (c *textCopy) dec(d decimal.Decimal) {
 	c.sep()
-	c.buf.WriteString(d.String())
+	c.buf.Write(tariff.AppendDecimal(c.scratch[:0], d))
 }
 
 // time writes an instant (NULL when zero) in UTC.
@@ -104,7 +104,30 @@ func (c *textCopy) time(t time.Time) {
 		return
 	}
 	c.sep()
-	c.buf.Write(t.UTC().AppendFormat(c.scratch[:0], "2006-01-02 15:04:05.999999Z07:00"))
+	c.buf.Write(appendUTC(c.scratch[:0], t))
+}
+
+// appendUTC appends t in UTC as t.UTC().AppendFormat(dst,
+// "2006-01-02 15:04:05.999999Z07:00") does, without parsing the layout.
+func appendUTC(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	dst = tariff.AppendDate(dst, tariff.Date{Year: y, Month: mo, Day: d})
+	dst = append(dst, ' ', byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10))
+	if us := t.Nanosecond() / 1000; us > 0 {
+		frac := [7]byte{'.'}
+		for i := 6; i > 0; i-- {
+			frac[i] = byte('0' + us%10)
+			us /= 10
+		}
+		n := 7
+		for frac[n-1] == '0' {
+			n--
+		}
+		dst = append(dst, frac[:n]...)
+	}
+	return append(dst, 'Z')
 }
 
 // date writes a calendar date (NULL when zero).
@@ -114,7 +137,7 @@ func (c *textCopy) date(d tariff.Date) {
 		return
 	}
 	c.sep()
-	c.buf.WriteString(d.String())
+	c.buf.Write(tariff.AppendDate(c.scratch[:0], d))
 }
 
 // strArray writes a text[] literal.
