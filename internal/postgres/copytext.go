@@ -164,9 +164,12 @@ func copyText(ctx context.Context, tx pgx.Tx, table string, cols []string, c *te
 	if c.rows == 0 {
 		return nil
 	}
-	c.buf.WriteByte('\n')
+	if b := c.buf.Bytes(); b[len(b)-1] != '\n' {
+		c.buf.WriteByte('\n')
+	}
 	sql := fmt.Sprintf("copy %s (%s) from stdin", pgx.Identifier{table}.Sanitize(), joinCols(cols))
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &c.buf, sql); err != nil {
+	// From a reader over the buffer, which stays whole for a second try.
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(c.buf.Bytes()), sql); err != nil {
 		return fmt.Errorf("copy %s: %w", table, err)
 	}
 	return nil
