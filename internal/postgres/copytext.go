@@ -53,6 +53,10 @@ func (c *textCopy) str(s string) {
 }
 
 func (c *textCopy) escaped(s string) {
+	if strings.IndexAny(s, "\\\t\n\r") < 0 {
+		c.buf.WriteString(s)
+		return
+	}
 	for i := 0; i < len(s); i++ {
 		switch b := s[i]; b {
 		case '\\':

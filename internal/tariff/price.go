@@ -3,6 +3,7 @@ package tariff
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -515,14 +516,14 @@ func (p pricer) segment(s *segment, split bool) {
 	if split || s.days != p.basis {
 		part = fmt.Sprintf(" (%s to %s, %d of %d days)", s.from, s.to.AddDays(-1), s.days, p.basis)
 	}
-	ratio := fmt.Sprintf("%d/%d days", s.days, p.basis)
+	ratio := strconv.Itoa(s.days) + "/" + strconv.Itoa(p.basis) + " days"
 	span := ""
 	if split {
 		span = fmt.Sprintf(" (%s to %s)", s.from, s.to.AddDays(-1))
 	}
 
 	if v.StandingChargePerDay.IsPositive() {
-		p.line(s, KindStanding, "", fmt.Sprintf("Standing charge: %s%s at %s per day", plural(s.days, "day"), span, p.rate(v.StandingChargePerDay)),
+		p.line(s, KindStanding, "", "Standing charge: "+plural(s.days, "day")+span+" at "+p.rate(v.StandingChargePerDay)+" per day",
 			decimal.NewFromInt(int64(s.days)), "day", v.StandingChargePerDay, false)
 	}
 
@@ -533,7 +534,7 @@ func (p pricer) segment(s *segment, split bool) {
 		q, conv := p.billed(s.total)
 		units = q
 		if q.IsPositive() {
-			p.line(s, KindEnergy, "", fmt.Sprintf("Energy: %s %s%s at %s%s", FormatFixed(q, QuantityDecimals), unit, conv, p.rate(*v.FlatRate), part),
+			p.line(s, KindEnergy, "", "Energy: "+FormatFixed(q, QuantityDecimals)+" "+unit+conv+" at "+p.rate(*v.FlatRate)+part,
 				q, unit, *v.FlatRate, s.estimated)
 		}
 	case v.Tiers != nil:
@@ -622,7 +623,7 @@ func (p pricer) segment(s *segment, split bool) {
 		switch l.Basis {
 		case PerUnit:
 			if units.IsPositive() {
-				p.line(s, KindLevy, l.Name, fmt.Sprintf("%s: %s %s at %s%s", l.Name, FormatFixed(units, QuantityDecimals), unit, p.rate(l.Rate), part),
+				p.line(s, KindLevy, l.Name, l.Name+": "+FormatFixed(units, QuantityDecimals)+" "+unit+" at "+p.rate(l.Rate)+part,
 					units, unit, l.Rate, s.estimated)
 			}
 		case PerBill:
@@ -645,7 +646,7 @@ func plural(n int, unit string) string {
 	if n == 1 {
 		return "1 " + unit
 	}
-	return fmt.Sprintf("%d %ss", n, unit)
+	return strconv.Itoa(n) + " " + unit + "s"
 }
 
 // threshold returns a tier threshold (meter.Value units) for a part of days.
