@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -347,23 +348,36 @@ func (s *Service) billBatch(ctx context.Context, runID int64, asOf time.Time, ts
 	return res, nil
 }
 
+// billIssuedPayload is the payload of a bill.issued event: a struct rather
+// than a map, since a bill run marshals a million of them.
+type billIssuedPayload struct {
+	BillID      int64  `json:"bill_id"`
+	AccountID   int64  `json:"account_id"`
+	PeriodStart string `json:"period_start"`
+	PeriodEnd   string `json:"period_end"`
+	Currency    string `json:"currency"`
+	Total       string `json:"total"`
+	DueDate     string `json:"due_date"`
+	Estimated   bool   `json:"estimated"`
+}
+
 func billIssuedEvent(b *Bill) Event {
 	minor, _ := tariff.MinorUnits(b.Currency)
 	return Event{
-		Key:        fmt.Sprintf("%s:%d", EventBillIssued, b.ID),
+		Key:        EventBillIssued + ":" + strconv.FormatInt(b.ID, 10),
 		Kind:       EventBillIssued,
 		AccountID:  b.AccountID,
 		OccurredAt: b.IssuedAt,
 		BillID:     b.ID,
-		Payload: map[string]any{
-			"bill_id":      b.ID,
-			"account_id":   b.AccountID,
-			"period_start": b.PeriodStart.String(),
-			"period_end":   b.PeriodEnd.String(),
-			"currency":     b.Currency,
-			"total":        b.Total.StringFixed(minor),
-			"due_date":     b.DueDate.String(),
-			"estimated":    b.Estimated,
+		Payload: billIssuedPayload{
+			BillID:      b.ID,
+			AccountID:   b.AccountID,
+			PeriodStart: b.PeriodStart.String(),
+			PeriodEnd:   b.PeriodEnd.String(),
+			Currency:    b.Currency,
+			Total:       tariff.FormatFixed(b.Total, minor),
+			DueDate:     b.DueDate.String(),
+			Estimated:   b.Estimated,
 		},
 	}
 }
