@@ -1,5 +1,16 @@
--- A leaner outbox write path. A bill run of a million accounts writes a
--- million events and three million deliveries; per-row foreign-key checks
+-- Leaner bill-run writes: a bill run of a million accounts writes a
+-- million bills, a million events and three million deliveries.
+--
+-- Bills keep their foreign key to accounts and lose the two that only
+-- repeat what the bill run already holds: household_id is the household of
+-- the account (read with it), and run_id names the bill run writing the
+-- bill. Households and bill runs are never deleted.
+-- Each check cost about 12 µs a bill (a COPY of 100,000 bills: 0.9 s
+-- without the three keys, 4.4 s with them).
+alter table bills drop constraint bills_household_id_fkey;
+alter table bills drop constraint bills_run_id_fkey;
+
+-- Outbox deliveries: per-row foreign-key checks
 -- on outbox_deliveries cost about as much as the rows themselves (65 of
 -- 150 µs per event, measured with three consumers). Deliveries are only
 -- ever made by outbox_fan_out from rows being inserted into outbox and from
@@ -42,6 +53,8 @@ drop trigger outbox_no_delete on outbox;
 drop function outbox_append_only();
 alter table outbox add column published_at timestamptz;
 create index outbox_unpublished on outbox(id) where published_at is null;
+alter table bills add constraint bills_household_id_fkey foreign key (household_id) references households(id);
+alter table bills add constraint bills_run_id_fkey foreign key (run_id) references bill_runs(id);
 alter table outbox_deliveries add constraint outbox_deliveries_consumer_fkey
     foreign key (consumer) references outbox_consumers(name);
 alter table outbox_deliveries add constraint outbox_deliveries_outbox_id_fkey
