@@ -16,7 +16,9 @@ alter table bills drop constraint bills_run_id_fkey;
 -- ever made by outbox_fan_out from rows being inserted into outbox and from
 -- outbox_consumers, so their references hold by construction; what the
 -- foreign keys also guarded, deleting an event or a consumer that still has
--- deliveries, is refused by the triggers below instead. published_at and its
+-- deliveries, is refused by the triggers below instead (TRUNCATE, which no
+-- trigger sees and nothing in Meterflow runs, must name outbox_deliveries
+-- with outbox). published_at and its
 -- index predate per-consumer deliveries and are read by nothing.
 
 alter table outbox_deliveries drop constraint outbox_deliveries_outbox_id_fkey;
