@@ -1,10 +1,13 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,7 +66,8 @@ func TestRefusalReasonCodes(t *testing.T) {
 	t.Cleanup(func() { _ = j.Close() })
 	const maxPayload = 512
 	front := ingest.NewFront(ingest.FrontConfig{MaxPayloadBytes: maxPayload, FullWait: 100 * time.Millisecond}, j, nil)
-	f := startWith(t, front)
+	var logged lockedBuffer
+	f := startLogged(t, front, slog.New(slog.NewTextHandler(&logged, nil)))
 
 	now := time.Now().Truncate(time.Second)
 	seq := map[string]uint64{}
@@ -185,6 +189,12 @@ func TestRefusalReasonCodes(t *testing.T) {
 		assert.Equal(t, head, j.Head())
 	})
 
+	t.Run("refusals are logged by the hook alone", func(t *testing.T) {
+		out := logged.String()
+		assert.Contains(t, out, "payload rejected")
+		assert.NotContains(t, out, "publish packet error", "mochi's own line, with the whole packet, for every refusal")
+	})
+
 	// A packet over the broker's packet limit is not read at all: the
 	// connection is closed without a PUBACK.
 	t.Run("MQTT 5: packet over the packet limit", func(t *testing.T) {
@@ -197,4 +207,22 @@ func TestRefusalReasonCodes(t *testing.T) {
 			t.Fatal("the connection stays open")
 		}
 	})
+}
+
+// lockedBuffer is a bytes.Buffer that several goroutines may write to.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
