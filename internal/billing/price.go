@@ -84,7 +84,12 @@ func buildUsage(sp ServicePoint, meters []Meter, rows [][]UsageRow, mode UsageMo
 				r.LastInterval = row.Last
 			}
 			p := usagePoint{start: row.Start, dur: m.Interval, qty: int64(row.Quantity), est: row.Estimated > 0, first: row.First, last: row.Last}
-			if mode == Daily {
+			switch mode {
+			case Total:
+				// The whole span as one point: only priced when one tariff
+				// version covers the span (billMode).
+				p.start, p.dur = from, time.Hour
+			case Daily:
 				d := row.Day
 				if d.IsZero() { // a raw row of a meter read daily
 					d = tariff.DateOf(row.Start.In(loc))
@@ -188,6 +193,35 @@ func usageMode(sp ServicePoint, from, to tariff.Date, ts tariffSet, revs map[str
 	return Daily
 }
 
+// billMode is the detail a bill needs of a service point over [from, to):
+// Total when one version of one tariff is in force over the whole span and
+// it has neither time-of-use bands nor a demand charge, since standing
+// charges, flat and tiered rates (per-day tiers scale their thresholds by
+// the days), levies, taxes and minimum charges then depend only on the
+// span's total; usageMode otherwise. A total is one row per meter where a
+// day's detail is 31.
+func billMode(sp ServicePoint, from, to tariff.Date, ts tariffSet, revs map[string]int) UsageMode {
+	mode := usageMode(sp, from, to, ts, revs)
+	segs := sp.segments(from, to)
+	if mode != Daily || len(segs) != 1 || segs[0].code == "" {
+		return mode
+	}
+	st, ok := ts.get(segs[0].code, revs[segs[0].code])
+	if !ok {
+		return mode
+	}
+	in := 0
+	for i, v := range st.Versions {
+		if v.EffectiveFrom.Before(to) && (i+1 == len(st.Versions) || st.Versions[i+1].EffectiveFrom.After(from)) {
+			in++
+		}
+	}
+	if in != 1 || st.Versions[0].EffectiveFrom.After(from) {
+		return mode
+	}
+	return Total
+}
+
 // calorificValue is the mean daily calorific value over [from, to), days
 // missing from cvs counting at def, rounded half up to tariff.RateDecimals.
 func calorificValue(cvs map[tariff.Date]decimal.Decimal, def decimal.Decimal, from, to tariff.Date) decimal.Decimal {
@@ -217,6 +251,23 @@ type pricing struct {
 	revs map[string]int
 	cvs  map[tariff.Date]decimal.Decimal
 	cv   decimal.Decimal // default calorific value
+	// cvMeans, if not nil, remembers calorificValue by span: the accounts
+	// of a batch mostly share their periods. Used by one goroutine.
+	cvMeans map[[2]tariff.Date]decimal.Decimal
+}
+
+// calorificValue is calorificValue over [from, to) for pc's values.
+func (pc pricing) calorificValue(from, to tariff.Date) decimal.Decimal {
+	if pc.cvMeans == nil {
+		return calorificValue(pc.cvs, pc.cv, from, to)
+	}
+	k := [2]tariff.Date{from, to}
+	v, ok := pc.cvMeans[k]
+	if !ok {
+		v = calorificValue(pc.cvs, pc.cv, from, to)
+		pc.cvMeans[k] = v
+	}
+	return v
 }
 
 // usageKinds are the line kinds that depend on metered usage: a missing
@@ -279,7 +330,7 @@ func (pc pricing) priceServicePoint(sp ServicePoint, p period, u spUsage) ([]Lin
 			first, last = minTime(first, pt.first), maxTime(last, pt.last)
 		}
 		if sp.Utility == meter.Gas && st.Unit == tariff.KWh {
-			in.CalorificValue = calorificValue(pc.cvs, pc.cv, seg.from, seg.to)
+			in.CalorificValue = pc.calorificValue(seg.from, seg.to)
 		}
 		c, err := st.Accrue(in, cycle)
 		if err != nil {

@@ -230,7 +230,7 @@ func (s *Service) billBatch(ctx context.Context, runID int64, asOf time.Time, ts
 				since = minTime(since, from.Add(-s.cfg.AdjustmentWindow))
 			}
 			for _, sp := range byAccount[j.acc.ID] {
-				w := spWork{sp: sp, mode: usageMode(sp, p.From, p.To, ts, nil), first: len(qs)}
+				w := spWork{sp: sp, mode: billMode(sp, p.From, p.To, ts, nil), first: len(qs)}
 				for _, m := range sp.Meters {
 					qs = append(qs, UsageQuery{MeterID: m.ID, Channel: meter.PrimaryRegister(sp.Utility), From: from, To: to, TimeZone: j.acc.TimeZone, Mode: queryMode(w.mode, m)})
 				}
@@ -250,8 +250,9 @@ func (s *Service) billBatch(ctx context.Context, runID int64, asOf time.Time, ts
 
 	issuedAt := s.Now()
 	var bills []*Bill
+	cvMeans := map[[2]tariff.Date]decimal.Decimal{}
 	for i, j := range jobs {
-		pc := pricing{acc: j.acc, loc: j.loc, tariffs: ts, cvs: cvs, cv: s.cfg.DefaultCalorificValue}
+		pc := pricing{acc: j.acc, loc: j.loc, tariffs: ts, cvs: cvs, cv: s.cfg.DefaultCalorificValue, cvMeans: cvMeans}
 		var accBills []*Bill
 		var failed error
 		for k, p := range j.periods {
