@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meterflow/meterflow/internal/device"
+	"github.com/meterflow/meterflow/internal/protocol"
 )
 
 // Authenticator checks meter credentials (device.Registry implements it).
@@ -131,7 +132,7 @@ func New(cfg Config, auth Authenticator, ing Ingester, log *slog.Logger, reg pro
 		ClientNetWriteBufferSize: 512,
 		ClientNetReadBufferSize:  2048,
 		SysTopicResendInterval:   3600,
-		Logger:                   log.With("component", "mqtt"),
+		Logger:                   slog.New(quietRefusals{log.Handler()}).With("component", "mqtt"),
 	})
 	m := newMetrics(reg, srv)
 	h := &hook{auth: auth, ing: ing, log: log, m: m, ids: make(map[*mqtt.Client]device.Identity)}
@@ -219,6 +220,27 @@ func (b *Broker) Close() error {
 	var err error
 	b.closeMu.Do(func() { err = b.srv.Close() })
 	return err
+}
+
+// quietRefusals drops the line mochi logs, at error level and with the
+// whole packet, for every publish a hook answers with a reason code: the
+// hook counts and logs refusals itself, throttled, so that a meter sending
+// bad payloads in a loop cannot flood the log.
+type quietRefusals struct{ slog.Handler }
+
+func (q quietRefusals) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "publish packet error" {
+		return nil
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q quietRefusals) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietRefusals{q.Handler.WithAttrs(as)}
+}
+
+func (q quietRefusals) WithGroup(name string) slog.Handler {
+	return quietRefusals{q.Handler.WithGroup(name)}
 }
 
 // hook authenticates meters, enforces the topic ACL and hands payloads to
@@ -321,6 +343,16 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.mu.Unlock()
 }
 
+// OnPublish hands a reading payload to the ingester and tells mochi how to
+// answer it. mochi (server.go, processPublish) acknowledges unless the hook
+// returns packets.ErrRejectPacket; to an MQTT 5 client at QoS 1 it sends
+// any other packets.Code as the PUBACK's reason code (and its Reason as the
+// reason string). To a 3.1.1 client, or at QoS 0, mochi treats any other
+// code as success and fans the packet out, so the hook returns one only to
+// an MQTT 5 client at QoS 1. MQTT 3.1.1 has no negative acknowledgement:
+// there a refusal is either an acknowledgement (the payload is dropped for
+// good) or none (the meter keeps it). The codes are documented in
+// docs/protocol.md.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h.mu.RLock()
 	ident, ok := h.ids[cl]
@@ -330,6 +362,8 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, packets.ErrRejectPacket
 	}
 	err := h.ing.Ingest(context.Background(), ident, pk.Payload, time.Now())
+	// negative is a v5 PUBACK's reason code, when there is a PUBACK to carry it.
+	negative := cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0
 	var rej rejection
 	var bz busy
 	switch {
@@ -340,20 +374,59 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		reason := rej.RejectReason()
 		h.m.rejected.WithLabelValues(reason).Inc()
 		h.throttle.log(h.log, "reject:"+reason, "payload rejected", "meter", ident.ID, "reason", reason, "err", err)
-		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
-			return pk, packets.ErrPayloadFormatInvalid
+		if negative {
+			return pk, refusal(reason)
 		}
 		// MQTT 3.1.1 has no negative acknowledgement. The payload is
 		// acknowledged and dropped, so the meter does not resend a
 		// payload that can never be accepted (docs/protocol.md).
 		return pk, packets.CodeSuccessIgnore
 	case errors.As(err, &bz) && bz.Busy():
-		h.m.rejected.WithLabelValues("busy").Inc()
+		h.m.rejected.WithLabelValues(ReasonJournalFull).Inc()
 		h.throttle.log(h.log, "busy", "payload not acknowledged: ingest busy", "meter", ident.ID)
+		if negative {
+			return pk, packets.Code{Code: packets.ErrQuotaExceeded.Code, Reason: ReasonJournalFull}
+		}
 		return pk, packets.ErrRejectPacket
 	default:
-		h.m.rejected.WithLabelValues("internal").Inc()
+		h.m.rejected.WithLabelValues(ReasonInternal).Inc()
 		h.throttle.log(h.log, "internal", "payload not acknowledged", "meter", ident.ID, "err", err)
+		if negative {
+			return pk, packets.Code{Code: packets.ErrUnspecifiedError.Code, Reason: ReasonInternal}
+		}
 		return pk, packets.ErrRejectPacket
+	}
+}
+
+// Refusals the broker counts besides the ingester's rejection reasons.
+const (
+	// ReasonJournalFull: the journal is over its disk budget; the payload
+	// was not taken and may be sent again later.
+	ReasonJournalFull = "journal_full"
+	// ReasonInternal: the payload could not be made durable (a journal
+	// error); it was not taken and may be sent again later.
+	ReasonInternal = "internal"
+)
+
+// refusal is the MQTT 5 PUBACK reason code for a payload refused for good,
+// with the rejection reason as its reason string.
+//
+// MQTT 5 allows a PUBACK only the codes of its section 3.4.2.1; 0x95
+// "packet too large" is not one of them (it belongs to CONNACK and
+// DISCONNECT, which is how a packet over the broker's packet limit ends).
+// A payload over the payload limit is a valid PUBLISH the server will not
+// take, which is what 0x83 "implementation specific error" says; the other
+// codes a meter is sent say "resend later" (0x97, 0x80) or "never" (0x99,
+// 0x87) and would blur that difference.
+func refusal(reason string) packets.Code {
+	switch protocol.Reason(reason) {
+	case protocol.TooLarge:
+		return packets.Code{Code: packets.ErrImplementationSpecificError.Code, Reason: reason}
+	case protocol.WrongMeter:
+		// The payload names another meter: as if it had been published
+		// to another meter's topic.
+		return packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: reason}
+	default:
+		return packets.Code{Code: packets.ErrPayloadFormatInvalid.Code, Reason: reason}
 	}
 }

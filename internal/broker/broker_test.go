@@ -81,8 +81,24 @@ type fixture struct {
 
 func start(t *testing.T) *fixture {
 	t.Helper()
+	rec := &recorder{got: map[string][]string{}}
+	f := startWith(t, rec)
+	f.rec = rec
+	return f
+}
+
+// startWith starts the broker with ing taking the payloads.
+func startWith(t *testing.T, ing broker.Ingester) *fixture {
+	t.Helper()
+	return startLogged(t, ing, slog.New(slog.DiscardHandler))
+}
+
+// startLogged starts the broker with ing taking the payloads and log
+// taking its log.
+func startLogged(t *testing.T, ing broker.Ingester, log *slog.Logger) *fixture {
+	t.Helper()
 	ctx := context.Background()
-	f := &fixture{rec: &recorder{got: map[string][]string{}}, tokens: map[string]string{}, prom: prometheus.NewRegistry(), dir: t.TempDir()}
+	f := &fixture{tokens: map[string]string{}, prom: prometheus.NewRegistry(), dir: t.TempDir()}
 	f.reg = device.NewRegistry(&postgres.Meters{DB: testenv.PostgresDB(t)}, device.Config{})
 	prov, err := f.reg.Provision(ctx, []device.Request{
 		{ID: "E-1", Utility: meter.Electricity}, {ID: "E-2", Utility: meter.Electricity}, {ID: "W-1", Utility: meter.Water},
@@ -95,7 +111,7 @@ func start(t *testing.T) *fixture {
 	f.b, err = broker.New(broker.Config{
 		TCPAddr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0",
 		CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile,
-	}, f.reg, f.rec, slog.New(slog.DiscardHandler), f.prom)
+	}, f.reg, ing, log, f.prom)
 	require.NoError(t, err)
 	require.NoError(t, f.b.Start())
 	t.Cleanup(func() { _ = f.b.Close() })

@@ -63,6 +63,50 @@ func BenchmarkFront(b *testing.B) {
 // BenchmarkPipeline measures the worker side: journal read, record decode,
 // VEE and batching for 10,000 meters, with sinks that discard.
 func BenchmarkPipeline(b *testing.B) {
+	benchPipeline(b, &countingSinks{})
+}
+
+// latencySinks count readings like countingSinks, and take as long as a store
+// would to confirm a write: a fixed round trip plus a time per row. They
+// sleep rather than spin, as a worker waits for a store on another
+// process, so the benchmark shows how much of the stores' latency the
+// workers hide (writing both at once, filling the next batch meanwhile).
+type latencySinks struct {
+	countingSinks
+	perCall, perRow time.Duration
+}
+
+func (l *latencySinks) wait(b *Batch) {
+	time.Sleep(l.perCall + time.Duration(b.len())*l.perRow)
+}
+
+func (l *latencySinks) WriteSeries(ctx context.Context, b *Batch) error {
+	l.wait(b)
+	return l.countingSinks.WriteSeries(ctx, b)
+}
+
+func (l *latencySinks) WriteRegisters(_ context.Context, b *Batch) error {
+	l.wait(b)
+	return nil
+}
+
+// BenchmarkPipelineStoreLatency is BenchmarkPipeline with stores that take
+// 2 ms plus 10 µs per row to confirm each write (a batch of 2,000 rows:
+// 22 ms), about what InfluxDB and PostgreSQL take on a busy machine
+// (docs/performance.md).
+func BenchmarkPipelineStoreLatency(b *testing.B) {
+	benchPipeline(b, &latencySinks{perCall: 2 * time.Millisecond, perRow: 10 * time.Microsecond})
+}
+
+type benchSinks interface {
+	SeriesSink
+	RegisterSink
+	read() int64
+}
+
+func (c *countingSinks) read() int64 { return c.readings.Load() }
+
+func benchPipeline(b *testing.B, sinks benchSinks) {
 	j, err := journal.Open(journal.Options{Dir: b.TempDir(), NoSync: true})
 	if err != nil {
 		b.Fatal(err)
@@ -86,13 +130,12 @@ func BenchmarkPipeline(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	sinks := &countingSinks{}
 	p := NewPipeline(PipelineConfig{Workers: 2, SnapshotInterval: time.Hour}, j, sinks, sinks, nil)
 	b.ResetTimer()
 	if err := p.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	for sinks.readings.Load() < int64(b.N)*4 {
+	for sinks.read() < int64(b.N)*4 {
 		time.Sleep(time.Millisecond)
 	}
 	b.StopTimer()

@@ -10,10 +10,12 @@
 //
 // Each worker owns a subset of meters by hash of meter id, so each meter's
 // validation state lives in exactly one place. Outputs are written in
-// batches (by count or time) with idempotent upserts, the time-series sink
-// first. Every few seconds a worker writes snapshots of the states it
-// changed; the journal checkpoint then advances to the lowest offset every
-// worker has snapshotted, and segments below it are deleted.
+// batches (by count or time) with idempotent upserts, to both sinks at once
+// while the worker fills its next batch; a worker has at most one batch in
+// flight, and hands over the next only once both sinks have confirmed it.
+// Every few seconds a worker waits for its writes, then writes snapshots of
+// the states it changed; the journal checkpoint then advances to the lowest
+// offset every worker has snapshotted, and segments below it are deleted.
 //
 // After a crash the pipeline reloads the snapshots and replays the journal
 // from the checkpoint. Validation is deterministic, so replayed records

@@ -17,8 +17,10 @@ import (
 	"github.com/meterflow/meterflow/internal/vee"
 )
 
-// Batch is what one worker flushes at once. Slices are reused after the
-// sinks return: sinks must not retain them.
+// Batch is what one worker flushes at once. Both sinks are given the same
+// batch at the same time, each on its own goroutine, so they must only read
+// it; its slices are reused once both have returned, so they must not
+// retain them either.
 type Batch struct {
 	Readings   []Reading
 	Intervals  []Interval
@@ -63,13 +65,17 @@ type Snapshot struct {
 }
 
 // SeriesSink stores readings and intervals for dashboards (InfluxDB).
-// Writes must be idempotent: the same batch may be written twice.
+// Writes must be idempotent: the same batch may be written twice. WriteSeries
+// is called by every worker, concurrently, and at the same time as
+// WriteRegisters of the same batch.
 type SeriesSink interface {
 	WriteSeries(ctx context.Context, b *Batch) error
 }
 
 // RegisterSink stores billing intervals, exceptions and state snapshots
-// (PostgreSQL). Writes must be idempotent.
+// (PostgreSQL). Writes must be idempotent. Its methods are called by every
+// worker, concurrently; a worker calls SaveStates only once both sinks have
+// confirmed every batch before it.
 type RegisterSink interface {
 	WriteRegisters(ctx context.Context, b *Batch) error
 	SaveStates(ctx context.Context, states []Snapshot) error

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -261,4 +262,188 @@ func TestPipelineStopDrainsAWriteUnderWay(t *testing.T) {
 	assert.Equal(t, 5, sinks.count("E-1"), "every taken reading was written")
 	assert.Equal(t, uint64(5), j.Checkpointed(), "the checkpoint covers everything: nothing to replay")
 	assert.NotEmpty(t, sinks.states["E-1"], "states were saved in the drain")
+}
+
+// confirmingSinks record, per sink, the (meter, seq) of every reading in a
+// batch the sink confirmed (returned nil for), in the order confirmed. Each
+// sink can be down on its own; state snapshots always succeed, so only the
+// batch writes hold the checkpoint back.
+type confirmingSinks struct {
+	seriesDown, regsDown atomic.Bool
+	failures             atomic.Int64
+	mu                   sync.Mutex
+	confirmed            map[string]map[string][]uint64 // sink → meter → seqs in confirmation order
+	inFlight             map[string]int                 // sink → writes under way
+	overlapped           atomic.Bool                    // both sinks were writing at once
+}
+
+func newConfirming() *confirmingSinks {
+	return &confirmingSinks{
+		confirmed: map[string]map[string][]uint64{"series": {}, "registers": {}},
+		inFlight:  map[string]int{},
+	}
+}
+
+func (c *confirmingSinks) write(sink string, down *atomic.Bool, b *Batch) error {
+	c.mu.Lock()
+	c.inFlight[sink]++
+	if c.inFlight["series"] > 0 && c.inFlight["registers"] > 0 {
+		c.overlapped.Store(true)
+	}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.inFlight[sink]--
+		c.mu.Unlock()
+	}()
+	time.Sleep(time.Duration(len(b.Readings)%3) * time.Millisecond)
+	if down.Load() {
+		c.failures.Add(1)
+		return errDown
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last := map[string]uint64{}
+	for _, r := range b.Readings {
+		if r.Seq != last[r.Meter] { // a message's readings share its seq
+			c.confirmed[sink][r.Meter] = append(c.confirmed[sink][r.Meter], r.Seq)
+			last[r.Meter] = r.Seq
+		}
+	}
+	return nil
+}
+
+func (c *confirmingSinks) WriteSeries(_ context.Context, b *Batch) error {
+	return c.write("series", &c.seriesDown, b)
+}
+
+func (c *confirmingSinks) WriteRegisters(_ context.Context, b *Batch) error {
+	return c.write("registers", &c.regsDown, b)
+}
+
+func (c *confirmingSinks) SaveStates(context.Context, []Snapshot) error           { return nil }
+func (c *confirmingSinks) LoadStates(context.Context, func(Snapshot) error) error { return nil }
+
+// has reports whether sink confirmed seq of meter.
+func (c *confirmingSinks) has(sink, meterID string, seq uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.confirmed[sink][meterID] {
+		if s == seq {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *confirmingSinks) count(sink string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, seqs := range c.confirmed[sink] {
+		n += len(seqs)
+	}
+	return n
+}
+
+// watchedJournal checks, at every checkpoint, that both sinks confirmed
+// every record the checkpoint covers.
+type watchedJournal struct {
+	*journal.Journal
+	sinks      *confirmingSinks
+	mu         sync.Mutex
+	records    map[uint64]meter.Message // offset → the one message of the record
+	violations int
+	first      []string // the first few violations
+}
+
+func (w *watchedJournal) Checkpoint(offset uint64) error {
+	w.mu.Lock()
+	for off := w.Journal.Checkpointed() + 1; off <= offset; off++ {
+		msg := w.records[off]
+		for _, sink := range []string{"series", "registers"} {
+			if !w.sinks.has(sink, msg.Meter, msg.Seq) {
+				if w.violations++; w.violations <= 3 {
+					w.first = append(w.first, fmt.Sprintf("checkpoint %d covers offset %d (%s seq %d), which %s has not confirmed", offset, off, msg.Meter, msg.Seq, sink))
+				}
+			}
+		}
+	}
+	w.mu.Unlock()
+	return w.Journal.Checkpoint(offset)
+}
+
+// With one store down the other goes on taking batches, but the checkpoint
+// never passes a record the store that is down has not confirmed; once it
+// is back, it gets the backlog in order and the checkpoint catches up.
+func TestCheckpointWaitsForBothSinks(t *testing.T) {
+	for _, down := range []string{"series", "registers"} {
+		t.Run(down+" down", func(t *testing.T) {
+			j, err := journal.Open(journal.Options{Dir: t.TempDir(), NoSync: true})
+			require.NoError(t, err)
+			defer j.Close()
+			sinks := newConfirming()
+			src := &watchedJournal{Journal: j, sinks: sinks, records: map[uint64]meter.Message{}}
+			p := NewPipeline(PipelineConfig{Workers: 2, BatchSize: 40, FlushInterval: 5 * time.Millisecond, SnapshotInterval: 20 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}, src, sinks, sinks, nil)
+			require.NoError(t, p.Start(context.Background()))
+
+			const meters = 8
+			t0 := time.Now().Add(-48 * time.Hour).Truncate(15 * time.Minute)
+			seq := 0
+			appendRounds := func(rounds int) {
+				for range rounds {
+					seq++
+					at := t0.Add(time.Duration(seq) * 15 * time.Minute)
+					for m := range meters {
+						id := fmt.Sprintf("E-%d", m)
+						msg := meter.Message{Meter: id, Seq: uint64(seq), Readings: []meter.Reading{{Channel: "1-0:1.8.0", Time: at, Value: meter.Value(seq * 100)}}}
+						src.mu.Lock() // before Append: the checkpoint may cover the record as soon as it is durable
+						off, err := j.Append(context.Background(), AppendRecord(nil, at, device.Identity{ID: id, Utility: meter.Electricity}, []meter.Message{msg}))
+						require.NoError(t, err)
+						src.records[off] = msg
+						src.mu.Unlock()
+					}
+				}
+			}
+			appendRounds(30)
+			require.Eventually(t, func() bool { return j.Checkpointed() == j.Head() }, 5*time.Second, 5*time.Millisecond)
+			before := j.Checkpointed()
+
+			isDown := &sinks.seriesDown
+			up := "registers"
+			if down == "registers" {
+				isDown, up = &sinks.regsDown, "series"
+			}
+			isDown.Store(true)
+			appendRounds(60)
+			require.Eventually(t, func() bool { return sinks.count(up) > 30*meters }, 5*time.Second, 5*time.Millisecond,
+				"the store that is up takes the batch in flight")
+			require.Eventually(t, func() bool { return sinks.failures.Load() > 5 }, 5*time.Second, 5*time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // several snapshot intervals
+			assert.Equal(t, before, j.Checkpointed(), "the checkpoint never passes what %s has not confirmed", down)
+			assert.Less(t, sinks.count(up), 90*meters, "a worker waits for both stores: the store that is up is not fed the whole backlog")
+
+			isDown.Store(false)
+			require.Eventually(t, func() bool { return j.Checkpointed() == j.Head() }, 10*time.Second, 5*time.Millisecond)
+			require.NoError(t, p.Stop())
+
+			src.mu.Lock()
+			assert.Zero(t, src.violations, "checkpoints past unconfirmed records; the first: %v", src.first)
+			src.mu.Unlock()
+			for _, sink := range []string{"series", "registers"} {
+				for m := range meters {
+					id := fmt.Sprintf("E-%d", m)
+					sinks.mu.Lock()
+					got := append([]uint64(nil), sinks.confirmed[sink][id]...)
+					sinks.mu.Unlock()
+					want := make([]uint64, 90)
+					for i := range want {
+						want[i] = uint64(i + 1)
+					}
+					assert.Equal(t, want, got, "%s got every message of %s once, in order", sink, id)
+				}
+			}
+			assert.True(t, sinks.overlapped.Load(), "the two stores were written at the same time")
+		})
+	}
 }

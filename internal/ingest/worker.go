@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/meterflow/meterflow/internal/meter"
 	"github.com/meterflow/meterflow/internal/vee"
 )
@@ -19,13 +21,28 @@ type meterState struct {
 
 // worker owns the meters that hash to it: their validation state, their
 // pending outputs, and their snapshots. Only its own goroutine touches them.
+//
+// Its store writes overlap with its work: when a batch is due, the worker
+// hands it to both sinks at once (one goroutine each) and goes on
+// validating into a second batch. At most one batch is in flight per
+// worker, so at most one per sink: the next is handed over only once both
+// sinks have confirmed the last, which keeps each sink's writes in journal
+// order and bounds memory to two batches. A sink that is down holds its
+// batch in retries; the worker fills the next batch meanwhile and then
+// waits, which stops the dispatcher and leaves the backlog in the journal.
 type worker struct {
 	p      *Pipeline
 	id     int
 	in     chan item
 	states map[string]*meterState
-	batch  Batch
+	batch  *Batch // being filled
+	spare  *Batch // the other buffer, when no write has it
 	out    vee.Output
+
+	// flight is the batch being written, nil when none; flushDue says the
+	// flush timer fired while it was, so the next batch goes when it ends.
+	flight   *flight
+	flushDue bool
 
 	// seen is the last offset taken from in; durable is the last offset
 	// whose effects are all in the stores, states included.
@@ -36,8 +53,16 @@ type worker struct {
 	oldest time.Time
 }
 
+// flight is one batch on its way to both sinks. done receives the first
+// error of either sink (nil when both confirmed) once both have returned.
+type flight struct {
+	batch  *Batch
+	oldest time.Time
+	done   chan error
+}
+
 func newWorker(p *Pipeline, id int) *worker {
-	w := &worker{p: p, id: id, in: make(chan item, 1024), states: make(map[string]*meterState)}
+	w := &worker{p: p, id: id, in: make(chan item, 1024), states: make(map[string]*meterState), batch: new(Batch), spare: new(Batch)}
 	w.durable.Store(p.src.Checkpointed())
 	return w
 }
@@ -56,7 +81,20 @@ func (w *worker) run(ctx context.Context) error {
 	defer wcancel()
 	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(w.p.cfg.DrainTimeout, wcancel) })
 	defer stopTimer()
+	// A write still under way when run returns with an error is cancelled
+	// and waited for: nothing of this worker outlives run.
+	defer func() {
+		if w.flight != nil {
+			wcancel()
+			<-w.flight.done
+			w.flight = nil
+		}
+	}()
 	for {
+		var written chan error
+		if w.flight != nil {
+			written = w.flight.done
+		}
 		select {
 		case <-ctx.Done():
 			return w.snapshot(wctx)
@@ -66,13 +104,25 @@ func (w *worker) run(ctx context.Context) error {
 				w.apply(it.rec)
 			}
 			if w.batch.len() >= w.p.cfg.BatchSize {
-				if err := w.flush(wctx); err != nil {
+				// A full batch waits for the one in flight: memory stays
+				// bounded and the dispatcher feels a slow store.
+				if err := w.await(); err != nil {
 					return err
 				}
+				w.send(wctx)
+			}
+		case err := <-written:
+			if err := w.landed(err); err != nil {
+				return err
+			}
+			if w.flushDue || w.batch.len() >= w.p.cfg.BatchSize {
+				w.send(wctx)
 			}
 		case <-flush.C:
-			if err := w.flush(wctx); err != nil {
-				return err
+			if w.flight != nil {
+				w.flushDue = true
+			} else {
+				w.send(wctx)
 			}
 		case <-snap.C:
 			if err := w.snapshot(wctx); err != nil {
@@ -116,34 +166,77 @@ func (w *worker) apply(rec Record) {
 	}
 }
 
-// flush writes the pending outputs, retrying each sink until it succeeds
-// or ctx ends.
-func (w *worker) flush(ctx context.Context) error {
+// send hands the pending batch to both sinks, each writing it on its own
+// goroutine and retrying until it succeeds or ctx ends; the worker fills
+// the spare batch meanwhile. There must be no batch in flight.
+func (w *worker) send(ctx context.Context) {
+	w.flushDue = false
 	if w.batch.len() == 0 {
 		w.oldest = time.Time{}
+		return
+	}
+	f := &flight{batch: w.batch, oldest: w.oldest, done: make(chan error, 1)}
+	w.flight = f
+	w.batch, w.spare, w.oldest = w.spare, nil, time.Time{}
+	// The group's context ends when either sink fails for good, so the
+	// other stops retrying and the worker learns of it without waiting
+	// for a store that is down.
+	g, gctx := errgroup.WithContext(ctx)
+	write := func(sink string, fn func(context.Context, *Batch) error) {
+		g.Go(func() error {
+			start := time.Now()
+			if err := w.retry(gctx, sink, func(ctx context.Context) error { return fn(ctx, f.batch) }); err != nil {
+				return err
+			}
+			w.p.m.writeSeconds.WithLabelValues(sink).Observe(time.Since(start).Seconds())
+			return nil
+		})
+	}
+	write("influxdb", w.p.series.WriteSeries)
+	write("postgres", w.p.regs.WriteRegisters)
+	go func() { f.done <- g.Wait() }()
+}
+
+// await waits for the batch in flight, if any, to be confirmed by both
+// sinks.
+func (w *worker) await() error {
+	if w.flight == nil {
 		return nil
 	}
-	start := time.Now()
-	if err := w.retry(ctx, "influxdb", func(ctx context.Context) error { return w.p.series.WriteSeries(ctx, &w.batch) }); err != nil {
+	return w.landed(<-w.flight.done)
+}
+
+// landed ends the flight whose result is err: its buffer becomes the spare.
+func (w *worker) landed(err error) error {
+	f := w.flight
+	w.flight = nil
+	if err != nil {
 		return err
 	}
-	w.p.m.writeSeconds.WithLabelValues("influxdb").Observe(time.Since(start).Seconds())
-	start = time.Now()
-	if err := w.retry(ctx, "postgres", func(ctx context.Context) error { return w.p.regs.WriteRegisters(ctx, &w.batch) }); err != nil {
-		return err
+	w.p.m.batchRows.Observe(float64(f.batch.len()))
+	if !f.oldest.IsZero() {
+		w.p.lastDelay.Store(int64(time.Since(f.oldest)))
 	}
-	w.p.m.writeSeconds.WithLabelValues("postgres").Observe(time.Since(start).Seconds())
-	w.p.m.batchRows.Observe(float64(w.batch.len()))
-	if !w.oldest.IsZero() {
-		w.p.lastDelay.Store(int64(time.Since(w.oldest)))
-		w.oldest = time.Time{}
-	}
-	w.batch.reset()
+	f.batch.reset()
+	w.spare = f.batch
 	return nil
 }
 
-// snapshot flushes, then saves the states changed since the last snapshot;
-// after it, everything up to the last offset this worker took is durable.
+// flush writes the pending outputs and waits until both sinks have
+// confirmed them and everything handed over before.
+func (w *worker) flush(ctx context.Context) error {
+	if err := w.await(); err != nil {
+		return err
+	}
+	w.send(ctx)
+	return w.await()
+}
+
+// snapshot flushes and waits for both sinks, then saves the states changed
+// since the last snapshot; after it, everything up to the last offset this
+// worker took is durable. States are saved only after the outputs of every
+// record they reflect: a state saved first would make a replay take those
+// records for duplicates and lose their outputs.
 func (w *worker) snapshot(ctx context.Context) error {
 	if err := w.flush(ctx); err != nil {
 		return err
