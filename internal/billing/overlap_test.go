@@ -282,6 +282,55 @@ func TestServicePointWithTwoMeters(t *testing.T) {
 				assert.Equal(t, 384, registerOf(t, b, m2).Intervals)
 			},
 		},
+		{
+			name:   "exchange between a daily and a 15-minute meter with a day without readings, flat rate",
+			acc:    accountSpec{currency: "GBP", tz: "Europe/London", points: []pointSpec{{utility: meter.Electricity, tariff: "FLAT-E"}}},
+			second: 24 * time.Hour,
+			data: func(e *env, m1, m2 string) {
+				// The old meter, read once a day, 1–9 January; the new one
+				// from the 11th.
+				e.fill(m2, meter.Electricity, jan1, day(london, "2025-01-10"), 24*time.Hour, 2400, 0)
+				e.fill(m1, meter.Electricity, day(london, "2025-01-11"), feb1, q, 100, 0)
+			},
+			asOf: feb1.Add(time.Hour),
+			check: func(t *testing.T, b billing.Bill, m1, m2 string) {
+				// 9 × 2.4 = 21.6 kWh + 21 × 96 × 0.1 = 201.6 kWh: 223.2 kWh ×
+				// 0.25 = 55.80; standing 15.50; VAT 5% of 71.30 = 3.565 → 3.57.
+				requireBill(t, b, []wantLine{
+					{"standing", "", "31", "0.5", "15.50"},
+					{"energy", "", "223.2", "0.25", "55.80"},
+					{"tax", "VAT", "71.3", "0.05", "3.57"},
+				}, "71.30", "3.57", "74.87")
+				// On the daily grid only the 10th is missing.
+				assert.Equal(t, 1, b.MissingIntervals)
+				assert.True(t, b.Lines[1].Estimated)
+				assert.Equal(t, 9, registerOf(t, b, m2).Intervals)
+				assert.Equal(t, 2016, registerOf(t, b, m1).Intervals)
+			},
+		},
+		{
+			name:   "a daily meter exchanged before the period does not coarsen time of use",
+			acc:    accountSpec{currency: "GBP", tz: "Europe/London", points: []pointSpec{{utility: meter.Electricity, tariff: "GB-E7-2024"}}},
+			second: 24 * time.Hour,
+			data: func(e *env, m1, m2 string) {
+				e.fill(m2, meter.Electricity, day(london, "2024-12-01"), jan1, 24*time.Hour, 2400, 0)
+				e.fill(m1, meter.Electricity, jan1, feb1, q, 50, 0)
+			},
+			asOf: feb1.Add(time.Hour),
+			check: func(t *testing.T, b billing.Bill, m1, m2 string) {
+				// Night 31 × 28 × 50 = 43.4 kWh × 0.152 = 6.5968 → 6.60; day 31
+				// × 68 × 50 = 105.4 kWh × 0.3012 = 31.74648 → 31.75; standing
+				// 16.50; VAT 5% of 54.85 = 2.7425 → 2.74.
+				requireBill(t, b, []wantLine{
+					{"standing", "", "31", "0.5322", "16.50"},
+					{"tou", "night", "43.4", "0.152", "6.60"},
+					{"tou", "day", "105.4", "0.3012", "31.75"},
+					{"tax", "VAT", "54.85", "0.05", "2.74"},
+				}, "54.85", "2.74", "57.59")
+				assert.Zero(t, b.MissingIntervals)
+				assert.Zero(t, registerOf(t, b, m2).Intervals)
+			},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -389,4 +438,59 @@ func TestAccrualWithMetersOnTwoGrids(t *testing.T) {
 	assert.Equal(t, "21.48", amount)
 	assert.Equal(t, "68.70", projected)
 	assert.Equal(t, int64(59280), qty)
+}
+
+// A single meter on a grid coarser than the demand window is charged on
+// the highest average its intervals show, as two meters merged onto that
+// grid are.
+func TestDemandOnAThirtyMinuteMeter(t *testing.T) {
+	e := newEnv(t, billing.Config{})
+	e.loadTariff(demandUSD)
+	la := mustLoc(t, "America/Los_Angeles")
+	h := 30 * time.Minute
+	c := e.createAccount(accountSpec{currency: "USD", tz: "America/Los_Angeles", anchor: 5, points: []pointSpec{{utility: meter.Electricity, tariff: "DEMAND-1", interval: h}}})
+	e.fill(c.meters[0], meter.Electricity, day(la, "2025-01-05"), day(la, "2025-02-05"), h, 100, 0)
+	e.set(c.meters[0], meter.Electricity, day(la, "2025-01-20").Add(18*time.Hour), 900, 0)
+	s := e.run(day(la, "2025-02-05").Add(time.Minute))
+	require.Equal(t, "succeeded", s.Outcome, "%+v", s)
+	bills := e.billsOf(c.account)
+	require.Len(t, bills, 1)
+	// 1488 × 0.1 + 0.8 = 149.6 kWh × 0.10 = 14.96; 0.9 kWh in 30 minutes =
+	// 1.8 kW × 5.00 = 9.00.
+	requireBill(t, bills[0], []wantLine{
+		{"energy", "", "149.6", "0.1", "14.96"},
+		{"demand", "", "1.8", "5", "9.00"},
+	}, "23.96", "0.00", "23.96")
+	assert.Contains(t, bills[0].Lines[1].Description, "highest 30-minute average 1.800 kW")
+}
+
+// In a half-hour time zone an hourly grid is not aligned with local days:
+// its hours run from half past. The quarter hours at the start and the end
+// of the period that fall in an hour sticking out of it are billed as
+// metered, not moved out of the bill.
+func TestHourlyGridInAHalfHourTimeZone(t *testing.T) {
+	e := newEnv(t, billing.Config{})
+	e.loadTariff(demandUSD)
+	kolkata := mustLoc(t, "Asia/Kolkata")
+	q := 15 * time.Minute
+	c := e.createAccount(accountSpec{currency: "USD", tz: "Asia/Kolkata", anchor: 5, points: []pointSpec{{utility: meter.Electricity, tariff: "DEMAND-1"}}})
+	m1 := c.meters[0]
+	m2 := e.addMeter(c.points[0], meter.Electricity, time.Hour)
+	e.fill(m1, meter.Electricity, day(kolkata, "2025-01-05"), day(kolkata, "2025-02-05"), q, 100, 0)
+	// The hourly meter reports three hours on the grid of whole UTC hours:
+	// 10:30, 11:30 and 12:30 local time.
+	e.fill(m2, meter.Electricity, day(kolkata, "2025-01-20").Add(10*time.Hour+30*time.Minute), day(kolkata, "2025-01-20").Add(13*time.Hour+30*time.Minute), time.Hour, 1000, 0)
+	s := e.run(day(kolkata, "2025-02-05").Add(time.Minute))
+	require.Equal(t, "succeeded", s.Outcome, "%+v", s)
+	bills := e.billsOf(c.account)
+	require.Len(t, bills, 1)
+	// 2976 × 0.1 + 3 × 1 = 300.6 kWh × 0.10 = 30.06; demand on the hourly
+	// grid: 4 × 0.1 + 1 = 1.4 kWh in an hour = 1.4 kW × 5.00 = 7.00.
+	requireBill(t, bills[0], []wantLine{
+		{"energy", "", "300.6", "0.1", "30.06"},
+		{"demand", "", "1.4", "5", "7.00"},
+	}, "37.06", "0.00", "37.06")
+	assert.Contains(t, bills[0].Lines[1].Description, "highest 60-minute average 1.400 kW (2025-01-20 10:30 IST)")
+	assert.True(t, bills[0].Lines[0].FirstInterval.Equal(day(kolkata, "2025-01-05")))
+	assert.Zero(t, bills[0].MissingIntervals)
 }
