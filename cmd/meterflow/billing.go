@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -115,6 +116,7 @@ type BillRunCmd struct {
 	Billing    BillingFlags  `embed:""`
 	AsOf       string        `name:"as-of" help:"Bill cycles ended by this time (RFC 3339, or YYYY-MM-DD for midnight UTC); default now."`
 	NoProgress bool          `name:"no-progress" help:"Do not draw a progress bar (it is drawn only on a terminal)."`
+	CPUProfile string        `name:"cpu-profile" type:"path" help:"Write a CPU profile of the run to this file (go tool pprof)."`
 }
 
 // Run runs the bill run with a progress bar on standard error.
@@ -149,6 +151,17 @@ func (c *BillRunCmd) Run(ctx context.Context, log *slog.Logger) error {
 			}
 			_ = bar.Set(done)
 		}
+	}
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	s, err := svc.RunBills(ctx, asOf, progress)
 	if bar != nil {

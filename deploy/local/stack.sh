@@ -13,6 +13,8 @@
 #                   touches the data of a running development stack
 #   MF_LOCAL_DIR    where instances keep data (default: .local/ in the checkout, git-ignored)
 #   MF_STACK_FAST   1 turns off PostgreSQL fsync (tests only: fast, not crash-safe)
+#   MF_PG_OPTS      extra PostgreSQL settings for pg_ctl -o, for example
+#                   "-c shared_preload_libraries=pg_stat_statements" (applied at start)
 #
 # Both servers listen on free loopback ports chosen on first start and remembered.
 # Stale state (a dead server's pid file, a half-made cluster) is detected and cleaned.
@@ -158,7 +160,7 @@ pg_up() {
   fi
   local fast=""
   if [ "${MF_STACK_FAST:-0}" = 1 ]; then fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"; fi
-  local opts="-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$pgdata -c max_connections=300 -c shared_buffers=256MB -c max_wal_size=2GB -c log_min_messages=warning $fast"
+  local opts="-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$pgdata -c max_connections=300 -c shared_buffers=256MB -c max_wal_size=2GB -c log_min_messages=warning $fast ${MF_PG_OPTS:-}"
   as_pg "$bin/pg_ctl" -D "$pgdata" -l "$pglog" -o "$opts" -w -t 60 start >/dev/null 9>&- ||
     { tail -n 30 "$pglog" >&2; exit 1; }
   if ! "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$pg_user" -d postgres -tAc "select 1 from pg_database where datname='meterflow'" | grep -q 1; then

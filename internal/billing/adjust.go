@@ -127,7 +127,7 @@ func (s *Service) correct(ctx context.Context, pc pricing, sps []ServicePoint, g
 		}
 	}
 	p := period{From: first.PeriodStart, To: first.PeriodEnd, Cycle: CycleAt(first.PeriodStart.Start(pc.loc), pc.loc, pc.acc.AnchorDay)}
-	mode := usageMode(sp, p.From, p.To, pc.tariffs, billed.Revisions)
+	mode := billMode(sp, p.From, p.To, pc.tariffs, billed.Revisions)
 	qs := make([]UsageQuery, len(meters))
 	for i, m := range meters {
 		qs[i] = UsageQuery{MeterID: m.ID, Channel: first.Channel, From: first.Start, To: first.End, TimeZone: pc.acc.TimeZone, Mode: queryMode(mode, m)}

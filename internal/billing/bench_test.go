@@ -50,7 +50,7 @@ func BenchmarkBillRun(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
 				// Bills are immutable row by row; TRUNCATE is the only way back.
-				e.exec(`truncate bill_registers, bill_lines, bills, outbox, bill_runs cascade`)
+				e.exec(`truncate bill_registers, bill_lines, bills, outbox, outbox_deliveries, bill_runs cascade`)
 				b.StartTimer()
 				s, err := svc.RunBills(e.ctx, asOf, nil)
 				require.NoError(b, err)

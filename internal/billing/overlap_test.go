@@ -215,7 +215,7 @@ func TestServicePointWithTwoMeters(t *testing.T) {
 			},
 		},
 		{
-			name:   "same grid, flat rate: summed per local day",
+			name:   "same grid, flat rate",
 			acc:    accountSpec{currency: "GBP", tz: "Europe/London", points: []pointSpec{{utility: meter.Electricity, tariff: "FLAT-E"}}},
 			second: q,
 			data: func(e *env, m1, m2 string) {
@@ -331,11 +331,85 @@ func TestServicePointWithTwoMeters(t *testing.T) {
 				assert.Zero(t, registerOf(t, b, m2).Intervals)
 			},
 		},
+		// FLAT-V changes its prices on 16 January, so these are priced from
+		// each meter's usage per local day rather than its total.
+		{
+			name:   "15-minute and hourly meters on one supply, summed per local day",
+			acc:    accountSpec{currency: "GBP", tz: "Europe/London", points: []pointSpec{{utility: meter.Electricity, tariff: "FLAT-V"}}},
+			second: time.Hour,
+			data: func(e *env, m1, m2 string) {
+				e.fill(m1, meter.Electricity, jan1, feb1, q, 100, 0)
+				e.fill(m2, meter.Electricity, jan1, feb1, time.Hour, 200, 0)
+			},
+			asOf: feb1.Add(time.Hour),
+			check: func(t *testing.T, b billing.Bill, m1, m2 string) {
+				// 9.6 + 4.8 = 14.4 kWh a day. 1–15 January: 15 × 0.40 = 6.00,
+				// 216 kWh × 0.20 = 43.20; 16–31: 16 × 0.50 = 8.00, 230.4 kWh
+				// × 0.30 = 69.12; VAT 5% of 126.32 = 6.316 → 6.32.
+				requireBill(t, b, []wantLine{
+					{"standing", "", "15", "0.4", "6.00"},
+					{"energy", "", "216", "0.2", "43.20"},
+					{"standing", "", "16", "0.5", "8.00"},
+					{"energy", "", "230.4", "0.3", "69.12"},
+					{"tax", "VAT", "126.32", "0.05", "6.32"},
+				}, "126.32", "6.32", "132.64")
+				assert.Zero(t, b.MissingIntervals)
+				assert.False(t, b.Estimated)
+			},
+		},
+		{
+			name:   "exchange from a 15-minute to an hourly meter, summed per local day",
+			acc:    accountSpec{currency: "GBP", tz: "Europe/London", points: []pointSpec{{utility: meter.Electricity, tariff: "FLAT-V"}}},
+			second: time.Hour,
+			data: func(e *env, m1, m2 string) {
+				e.fill(m1, meter.Electricity, jan1, day(london, "2025-01-16"), q, 100, 0)
+				e.fill(m2, meter.Electricity, day(london, "2025-01-16"), feb1, time.Hour, 400, 0)
+			},
+			asOf: feb1.Add(time.Hour),
+			check: func(t *testing.T, b billing.Bill, m1, m2 string) {
+				// 1–15 January: 6.00 and 144 kWh × 0.20 = 28.80; 16–31: 8.00
+				// and 153.6 kWh × 0.30 = 46.08; VAT 5% of 88.88 = 4.444 → 4.44.
+				requireBill(t, b, []wantLine{
+					{"standing", "", "15", "0.4", "6.00"},
+					{"energy", "", "144", "0.2", "28.80"},
+					{"standing", "", "16", "0.5", "8.00"},
+					{"energy", "", "153.6", "0.3", "46.08"},
+					{"tax", "VAT", "88.88", "0.05", "4.44"},
+				}, "88.88", "4.44", "93.32")
+				assert.Zero(t, b.MissingIntervals)
+				assert.False(t, b.Estimated)
+			},
+		},
+		{
+			name:   "exchange between a daily and a 15-minute meter with a day without readings, summed per local day",
+			acc:    accountSpec{currency: "GBP", tz: "Europe/London", points: []pointSpec{{utility: meter.Electricity, tariff: "FLAT-V"}}},
+			second: 24 * time.Hour,
+			data: func(e *env, m1, m2 string) {
+				e.fill(m2, meter.Electricity, jan1, day(london, "2025-01-10"), 24*time.Hour, 2400, 0)
+				e.fill(m1, meter.Electricity, day(london, "2025-01-11"), feb1, q, 100, 0)
+			},
+			asOf: feb1.Add(time.Hour),
+			check: func(t *testing.T, b billing.Bill, m1, m2 string) {
+				// 1–15 January: 6.00 and 9 × 2.4 + 5 × 9.6 = 69.6 kWh × 0.20 =
+				// 13.92; 16–31: 8.00 and 16 × 9.6 = 153.6 kWh × 0.30 = 46.08;
+				// VAT 5% of 74.00 = 3.70.
+				requireBill(t, b, []wantLine{
+					{"standing", "", "15", "0.4", "6.00"},
+					{"energy", "", "69.6", "0.2", "13.92"},
+					{"standing", "", "16", "0.5", "8.00"},
+					{"energy", "", "153.6", "0.3", "46.08"},
+					{"tax", "VAT", "74", "0.05", "3.70"},
+				}, "74.00", "3.70", "77.70")
+				assert.Equal(t, 1, b.MissingIntervals, "the 10th, on the daily grid")
+				assert.True(t, b.Lines[1].Estimated)
+				assert.True(t, b.Lines[3].Estimated)
+			},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, billing.Config{})
-			for _, y := range []string{flatGBP, demandUSD} {
+			for _, y := range []string{flatGBP, versionChange, demandUSD} {
 				e.loadTariff(y)
 			}
 			e.loadTariffFile("economy7.yaml")

@@ -108,7 +108,8 @@ func onGrid(t time.Time, grid time.Duration, from, to time.Time, loc *time.Locat
 // slot whatever the meters' grids. Daily rows are summed per local day. Missing
 // intervals are counted on the grid too: each meter's intervals count for
 // the time they cover (two quarter hours for a half hour), and a meter
-// finer than a daily grid counts its days with readings.
+// finer than a daily grid counts its days with readings (from a total for
+// the span, its hours to the nearest day).
 func buildUsage(sp ServicePoint, meters []Meter, rows [][]UsageRow, mode UsageMode, from, to time.Time, loc *time.Location) spUsage {
 	ch := meter.PrimaryRegister(sp.Utility)
 	grid := usageGrid(meters, rows)
@@ -136,24 +137,27 @@ func buildUsage(sp ServicePoint, meters []Meter, rows [][]UsageRow, mode UsageMo
 				r.LastInterval = row.Last
 			}
 			p := usagePoint{start: row.Start, dur: m.Interval, qty: int64(row.Quantity), est: row.Estimated > 0, first: row.First, last: row.Last}
-			var d tariff.Date
-			if mode == Daily || (fine && grid >= 24*time.Hour) {
-				d = row.Day
-				if d.IsZero() { // a raw row
+			switch {
+			case mode == Total:
+				// The whole span as one point: only priced when one tariff
+				// version covers the span (billMode).
+				p.start, p.dur = from, time.Hour
+			case mode == Daily:
+				d := row.Day
+				if d.IsZero() { // a raw row of a meter read daily
 					d = tariff.DateOf(row.Start.In(loc))
 				}
-				if d != lastDay {
-					days, lastDay = days+1, d
-				}
-			}
-			switch {
-			case mode == Daily:
 				p.start, p.dur = d.Start(loc), time.Hour
 			case fine:
 				// A row whose grid interval sticks out of the span stays as
 				// metered rather than be moved out of the bill.
 				if s, ok := onGrid(row.Start, grid, from, to, loc); ok {
 					p.start, p.dur = s, grid
+				}
+			}
+			if fine && grid >= 24*time.Hour && mode != Total {
+				if d := tariff.DateOf(p.start.In(loc)); d != lastDay {
+					days, lastDay = days+1, d
 				}
 			}
 			pts = append(pts, p)
@@ -163,6 +167,9 @@ func buildUsage(sp ServicePoint, meters []Meter, rows [][]UsageRow, mode UsageMo
 		switch {
 		case !fine:
 			u.present += r.Intervals
+		case grid >= 24*time.Hour && mode == Total:
+			// One row for the span: its hours, to the nearest day.
+			u.present += int((time.Duration(r.Intervals)*m.Interval + 12*time.Hour) / (24 * time.Hour))
 		case grid >= 24*time.Hour:
 			u.present += days
 		default:
@@ -262,6 +269,35 @@ func usageMode(sp ServicePoint, from, to tariff.Date, ts tariffSet, revs map[str
 	return Daily
 }
 
+// billMode is the detail a bill needs of a service point over [from, to):
+// Total when one version of one tariff is in force over the whole span and
+// it has neither time-of-use bands nor a demand charge, since standing
+// charges, flat and tiered rates (per-day tiers scale their thresholds by
+// the days), levies, taxes and minimum charges then depend only on the
+// span's total; usageMode otherwise. A total is one row per meter where a
+// day's detail is 31.
+func billMode(sp ServicePoint, from, to tariff.Date, ts tariffSet, revs map[string]int) UsageMode {
+	mode := usageMode(sp, from, to, ts, revs)
+	segs := sp.segments(from, to)
+	if mode != Daily || len(segs) != 1 || segs[0].code == "" {
+		return mode
+	}
+	st, ok := ts.get(segs[0].code, revs[segs[0].code])
+	if !ok {
+		return mode
+	}
+	in := 0
+	for i, v := range st.Versions {
+		if v.EffectiveFrom.Before(to) && (i+1 == len(st.Versions) || st.Versions[i+1].EffectiveFrom.After(from)) {
+			in++
+		}
+	}
+	if in != 1 || st.Versions[0].EffectiveFrom.After(from) {
+		return mode
+	}
+	return Total
+}
+
 // calorificValue is the mean daily calorific value over [from, to), days
 // missing from cvs counting at def, rounded half up to tariff.RateDecimals.
 func calorificValue(cvs map[tariff.Date]decimal.Decimal, def decimal.Decimal, from, to tariff.Date) decimal.Decimal {
@@ -291,6 +327,23 @@ type pricing struct {
 	revs map[string]int
 	cvs  map[tariff.Date]decimal.Decimal
 	cv   decimal.Decimal // default calorific value
+	// cvMeans, if not nil, remembers calorificValue by span: the accounts
+	// of a batch mostly share their periods. Used by one goroutine.
+	cvMeans map[[2]tariff.Date]decimal.Decimal
+}
+
+// calorificValue is calorificValue over [from, to) for pc's values.
+func (pc pricing) calorificValue(from, to tariff.Date) decimal.Decimal {
+	if pc.cvMeans == nil {
+		return calorificValue(pc.cvs, pc.cv, from, to)
+	}
+	k := [2]tariff.Date{from, to}
+	v, ok := pc.cvMeans[k]
+	if !ok {
+		v = calorificValue(pc.cvs, pc.cv, from, to)
+		pc.cvMeans[k] = v
+	}
+	return v
 }
 
 // usageKinds are the line kinds that depend on metered usage: a missing
@@ -353,7 +406,7 @@ func (pc pricing) priceServicePoint(sp ServicePoint, p period, u spUsage) ([]Lin
 			first, last = minTime(first, pt.first), maxTime(last, pt.last)
 		}
 		if sp.Utility == meter.Gas && st.Unit == tariff.KWh {
-			in.CalorificValue = calorificValue(pc.cvs, pc.cv, seg.from, seg.to)
+			in.CalorificValue = pc.calorificValue(seg.from, seg.to)
 		}
 		c, err := demandOnGrid(st.Tariff, u.grid).Accrue(in, cycle)
 		if err != nil {

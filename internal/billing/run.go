@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -230,7 +231,7 @@ func (s *Service) billBatch(ctx context.Context, runID int64, asOf time.Time, ts
 				since = minTime(since, from.Add(-s.cfg.AdjustmentWindow))
 			}
 			for _, sp := range byAccount[j.acc.ID] {
-				w := spWork{sp: sp, mode: usageMode(sp, p.From, p.To, ts, nil), first: len(qs)}
+				w := spWork{sp: sp, mode: billMode(sp, p.From, p.To, ts, nil), first: len(qs)}
 				for _, m := range sp.Meters {
 					qs = append(qs, UsageQuery{MeterID: m.ID, Channel: meter.PrimaryRegister(sp.Utility), From: from, To: to, TimeZone: j.acc.TimeZone, Mode: queryMode(w.mode, m)})
 				}
@@ -250,8 +251,9 @@ func (s *Service) billBatch(ctx context.Context, runID int64, asOf time.Time, ts
 
 	issuedAt := s.Now()
 	var bills []*Bill
+	cvMeans := map[[2]tariff.Date]decimal.Decimal{}
 	for i, j := range jobs {
-		pc := pricing{acc: j.acc, loc: j.loc, tariffs: ts, cvs: cvs, cv: s.cfg.DefaultCalorificValue}
+		pc := pricing{acc: j.acc, loc: j.loc, tariffs: ts, cvs: cvs, cv: s.cfg.DefaultCalorificValue, cvMeans: cvMeans}
 		var accBills []*Bill
 		var failed error
 		for k, p := range j.periods {
@@ -346,23 +348,36 @@ func (s *Service) billBatch(ctx context.Context, runID int64, asOf time.Time, ts
 	return res, nil
 }
 
+// billIssuedPayload is the payload of a bill.issued event: a struct rather
+// than a map, since a bill run marshals a million of them.
+type billIssuedPayload struct {
+	BillID      int64  `json:"bill_id"`
+	AccountID   int64  `json:"account_id"`
+	PeriodStart string `json:"period_start"`
+	PeriodEnd   string `json:"period_end"`
+	Currency    string `json:"currency"`
+	Total       string `json:"total"`
+	DueDate     string `json:"due_date"`
+	Estimated   bool   `json:"estimated"`
+}
+
 func billIssuedEvent(b *Bill) Event {
 	minor, _ := tariff.MinorUnits(b.Currency)
 	return Event{
-		Key:        fmt.Sprintf("%s:%d", EventBillIssued, b.ID),
+		Key:        EventBillIssued + ":" + strconv.FormatInt(b.ID, 10),
 		Kind:       EventBillIssued,
 		AccountID:  b.AccountID,
 		OccurredAt: b.IssuedAt,
 		BillID:     b.ID,
-		Payload: map[string]any{
-			"bill_id":      b.ID,
-			"account_id":   b.AccountID,
-			"period_start": b.PeriodStart.String(),
-			"period_end":   b.PeriodEnd.String(),
-			"currency":     b.Currency,
-			"total":        b.Total.StringFixed(minor),
-			"due_date":     b.DueDate.String(),
-			"estimated":    b.Estimated,
+		Payload: billIssuedPayload{
+			BillID:      b.ID,
+			AccountID:   b.AccountID,
+			PeriodStart: b.PeriodStart.String(),
+			PeriodEnd:   b.PeriodEnd.String(),
+			Currency:    b.Currency,
+			Total:       tariff.FormatFixed(b.Total, minor),
+			DueDate:     b.DueDate.String(),
+			Estimated:   b.Estimated,
 		},
 	}
 }
