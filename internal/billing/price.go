@@ -105,11 +105,11 @@ func onGrid(t time.Time, grid time.Duration, from, to time.Time, loc *time.Locat
 // the service point's grid (usageGrid): a row of a finer meter goes into
 // the interval of the grid its start falls in (onGrid), and the meters'
 // rows for one interval are summed, so the tariff sees one interval per
-// slot whatever the meters' grids. Daily rows are summed per local day. Missing
-// intervals are counted on the grid too: each meter's intervals count for
-// the time they cover (two quarter hours for a half hour), and a meter
-// finer than a daily grid counts its days with readings (from a total for
-// the span, its hours to the nearest day).
+// slot whatever the meters' grids. Daily rows are summed per local day,
+// totals into one point. Missing intervals are counted on the grid too:
+// each meter's intervals count for the time they cover (two quarter hours
+// for a half hour), and a meter finer than a daily grid counts its days
+// with readings (from a total for the span, its hours to the nearest day).
 func buildUsage(sp ServicePoint, meters []Meter, rows [][]UsageRow, mode UsageMode, from, to time.Time, loc *time.Location) spUsage {
 	ch := meter.PrimaryRegister(sp.Utility)
 	grid := usageGrid(meters, rows)
@@ -189,6 +189,7 @@ func buildUsage(sp ServicePoint, meters []Meter, rows [][]UsageRow, mode UsageMo
 		if n := len(u.points); n > 0 && u.points[n-1].start.Equal(p.start) {
 			q := &u.points[n-1]
 			q.qty += p.qty
+			q.dur = max(q.dur, p.dur)
 			q.est = q.est || p.est
 			q.first = minTime(q.first, p.first)
 			q.last = maxTime(q.last, p.last)
