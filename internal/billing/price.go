@@ -12,9 +12,9 @@ import (
 )
 
 // usagePoint is consumption merged across a service point's meters: one
-// interval (raw) or one local day (daily, priced as an hour-long interval at
-// the day's start, which is all a tariff without time of use or demand
-// looks at).
+// interval of the service point's grid (raw) or one local day (daily, priced
+// as an hour-long interval at the day's start, which is all a tariff without
+// time of use or demand looks at).
 type usagePoint struct {
 	start       time.Time
 	dur         time.Duration
@@ -25,10 +25,13 @@ type usagePoint struct {
 
 // spUsage is a service point's usage over a span.
 type spUsage struct {
-	points    []usagePoint // in start order
+	points    []usagePoint // in start order, not overlapping
 	registers []Register   // one per meter
-	expected  int          // intervals expected on the service point's grid
-	present   int
+	// grid is the service point's interval over the span: the longest
+	// interval of the meters that reported in it. Raw points are on it.
+	grid      time.Duration
+	expected  int // intervals expected on grid
+	present   int // intervals reported, counted on grid
 	estimated int
 }
 
@@ -56,23 +59,73 @@ func expectedIntervals(grid time.Duration, from, to time.Time, loc *time.Locatio
 	return int(to.Sub(from) / grid)
 }
 
+// usageGrid is the grid a service point's usage is merged onto: the
+// longest interval of the meters with rows (rows[i] answers meters[i]), so
+// that every finer interval lies inside one interval of it. A meter that
+// did not report (one exchanged before the span) does not coarsen it; when
+// none reported, the longest interval of all the meters.
+func usageGrid(meters []Meter, rows [][]UsageRow) time.Duration {
+	var grid, all time.Duration
+	for i, m := range meters {
+		all = max(all, m.Interval)
+		if len(rows[i]) > 0 {
+			grid = max(grid, m.Interval)
+		}
+	}
+	switch {
+	case grid > 0:
+		return grid
+	case all > 0:
+		return all
+	}
+	return 15 * time.Minute
+}
+
+// onGrid is the interval of grid that holds an interval starting at t, and
+// whether it lies inside [from, to). Grids shorter than a day are aligned
+// on multiples of their length since the Unix epoch (as the ingest pipeline
+// writes them and as tariff demand windows are aligned), a daily grid on
+// local days. An hourly grid in a half-hour time zone is not aligned with
+// local days: its first and last hours stick out of the span.
+func onGrid(t time.Time, grid time.Duration, from, to time.Time, loc *time.Location) (time.Time, bool) {
+	if grid >= 24*time.Hour {
+		s := tariff.DateOf(t.In(loc)).Start(loc)
+		return s, !s.Before(from) && s.Before(to)
+	}
+	s := t.Truncate(grid)
+	return s, !s.Before(from) && !s.Add(grid).After(to)
+}
+
 // buildUsage merges the rows of each meter (rows[i] answers meters[i]) over
 // [from, to).
+//
+// The meters of a service point all count: two meters on one supply, or
+// the old and the new meter of an exchange while both report, measure
+// different registers, so their consumption adds up. Raw rows are put on
+// the service point's grid (usageGrid): a row of a finer meter goes into
+// the interval of the grid its start falls in (onGrid), and the meters'
+// rows for one interval are summed, so the tariff sees one interval per
+// slot whatever the meters' grids. Daily rows are summed per local day,
+// totals into one point. Missing intervals are counted on the grid too:
+// each meter's intervals count for the time they cover (two quarter hours
+// for a half hour), and a meter finer than a daily grid counts its days
+// with readings (from a total for the span, its hours to the nearest day).
 func buildUsage(sp ServicePoint, meters []Meter, rows [][]UsageRow, mode UsageMode, from, to time.Time, loc *time.Location) spUsage {
 	ch := meter.PrimaryRegister(sp.Utility)
-	grid := 15 * time.Minute
-	if len(meters) > 0 && meters[0].Interval > 0 {
-		grid = meters[0].Interval
-	}
-	u := spUsage{expected: expectedIntervals(grid, from, to, loc), registers: make([]Register, 0, len(meters))}
+	grid := usageGrid(meters, rows)
+	u := spUsage{grid: grid, expected: expectedIntervals(grid, from, to, loc), registers: make([]Register, 0, len(meters))}
 	n := 0
 	for i := range meters {
 		n += len(rows[i])
 	}
 	pts := make([]usagePoint, 0, n)
+	var covered time.Duration // by meters finer than grid, when grid is under a day
 	for i, m := range meters {
 		r := Register{MeterID: m.ID, Channel: ch, ServicePointID: sp.ID, Start: from, End: to,
 			Expected: expectedIntervals(m.Interval, from, to, loc)}
+		fine := m.Interval < grid
+		days := 0 // local days with readings, for a meter finer than a daily grid
+		var lastDay tariff.Date
 		for _, row := range rows[i] {
 			r.Quantity += row.Quantity
 			r.Intervals += row.Intervals
@@ -84,35 +137,59 @@ func buildUsage(sp ServicePoint, meters []Meter, rows [][]UsageRow, mode UsageMo
 				r.LastInterval = row.Last
 			}
 			p := usagePoint{start: row.Start, dur: m.Interval, qty: int64(row.Quantity), est: row.Estimated > 0, first: row.First, last: row.Last}
-			switch mode {
-			case Total:
+			switch {
+			case mode == Total:
 				// The whole span as one point: only priced when one tariff
 				// version covers the span (billMode).
 				p.start, p.dur = from, time.Hour
-			case Daily:
+			case mode == Daily:
 				d := row.Day
 				if d.IsZero() { // a raw row of a meter read daily
 					d = tariff.DateOf(row.Start.In(loc))
 				}
 				p.start, p.dur = d.Start(loc), time.Hour
+			case fine:
+				// A row whose grid interval sticks out of the span stays as
+				// metered rather than be moved out of the bill.
+				if s, ok := onGrid(row.Start, grid, from, to, loc); ok {
+					p.start, p.dur = s, grid
+				}
+			}
+			if fine && grid >= 24*time.Hour && mode != Total {
+				if d := tariff.DateOf(p.start.In(loc)); d != lastDay {
+					days, lastDay = days+1, d
+				}
 			}
 			pts = append(pts, p)
 		}
 		u.registers = append(u.registers, r)
-		u.present += r.Intervals
 		u.estimated += r.Estimated
+		switch {
+		case !fine:
+			u.present += r.Intervals
+		case grid >= 24*time.Hour && mode == Total:
+			// One row for the span: its hours, to the nearest day.
+			u.present += int((time.Duration(r.Intervals)*m.Interval + 12*time.Hour) / (24 * time.Hour))
+		case grid >= 24*time.Hour:
+			u.present += days
+		default:
+			covered += time.Duration(r.Intervals) * m.Interval
+		}
 	}
+	u.present += int(covered / grid)
 	byStart := func(a, b usagePoint) int { return a.start.Compare(b.start) }
 	if !slices.IsSortedFunc(pts, byStart) {
 		slices.SortStableFunc(pts, byStart)
 	}
-	// Merge points that start together (two meters of one service point, or
-	// two days' rows of a meter swap): the sum is what the point consumed.
+	// Merge points that start together (the meters of one service point on
+	// one interval of the grid, or on one local day): the sum is what the
+	// service point consumed.
 	u.points = pts[:0]
 	for _, p := range pts {
 		if n := len(u.points); n > 0 && u.points[n-1].start.Equal(p.start) {
 			q := &u.points[n-1]
 			q.qty += p.qty
+			q.dur = max(q.dur, p.dur)
 			q.est = q.est || p.est
 			q.first = minTime(q.first, p.first)
 			q.last = maxTime(q.last, p.last)
@@ -332,7 +409,7 @@ func (pc pricing) priceServicePoint(sp ServicePoint, p period, u spUsage) ([]Lin
 		if sp.Utility == meter.Gas && st.Unit == tariff.KWh {
 			in.CalorificValue = pc.calorificValue(seg.from, seg.to)
 		}
-		c, err := st.Accrue(in, cycle)
+		c, err := demandOnGrid(st.Tariff, u.grid).Accrue(in, cycle)
 		if err != nil {
 			return nil, fmt.Errorf("service point %d, tariff %s revision %d: %w", sp.ID, st.Code, st.Revision, err)
 		}
@@ -363,6 +440,36 @@ func (pc pricing) priceServicePoint(sp ServicePoint, p period, u spUsage) ([]Lin
 		}
 	}
 	return lines, nil
+}
+
+// demandOnGrid returns t with every demand window shorter than grid (of at
+// most an hour) widened to grid. Demand is the highest average over a
+// window of the intervals that exist: on 30-minute data a 15-minute window
+// cannot be measured, and the highest 30-minute average is what is charged
+// (and what the line says). It never exceeds the highest 15-minute average
+// the data hides, so the household is not charged for a peak that was
+// not measured.
+func demandOnGrid(t tariff.Tariff, grid time.Duration) tariff.Tariff {
+	if grid > time.Hour {
+		return t // no demand on daily data: the bill run refuses it
+	}
+	mins := int(grid / time.Minute)
+	var vs []tariff.Version
+	for i, v := range t.Versions {
+		if v.Demand == nil || v.Demand.WindowMinutes >= mins {
+			continue
+		}
+		if vs == nil {
+			vs = slices.Clone(t.Versions)
+		}
+		d := *v.Demand
+		d.WindowMinutes = mins
+		vs[i].Demand = &d
+	}
+	if vs != nil {
+		t.Versions = vs
+	}
+	return t
 }
 
 func inSpan(t time.Time, from, to tariff.Date, loc *time.Location) bool {
