@@ -12,6 +12,7 @@ import (
 	"github.com/meterflow/meterflow/internal/apperr"
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/payment"
+	"github.com/meterflow/meterflow/internal/tariff"
 )
 
 // Payments runs payments (payment.Service).
@@ -125,7 +126,7 @@ type paymentJSON struct {
 
 func toPaymentJSON(p payment.Payment) paymentJSON {
 	return paymentJSON{ID: p.ID, HouseholdID: p.HouseholdID, AccountID: p.AccountID, BillID: p.BillID, AutoPayRuleID: p.AutoPayRuleID,
-		Kind: string(p.Kind), Amount: p.Amount.StringFixed(2), Fee: feeString(p), Currency: p.Currency, Payee: p.Payee, PaymentMethodID: p.PaymentMethodID,
+		Kind: string(p.Kind), Amount: tariff.FormatMoney(p.Amount, p.Currency), Fee: feeString(p), Currency: p.Currency, Payee: p.Payee, PaymentMethodID: p.PaymentMethodID,
 		State: string(p.State), RequiresOTP: p.RequiresOTP, FailureReason: p.FailureReason, ConfirmBy: p.ConfirmBy,
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, SettledAt: p.SettledAt}
 }
@@ -134,7 +135,55 @@ func feeString(p payment.Payment) string {
 	if p.Fee.IsZero() {
 		return ""
 	}
-	return p.Fee.StringFixed(2)
+	return tariff.FormatMoney(p.Fee, p.Currency)
+}
+
+// ruleView is an auto-pay rule as the API shows it, its amounts in the
+// rule's currency with its minor units; unset amounts are left out.
+type ruleView struct {
+	ID              int64           `json:"id"`
+	AccountID       int64           `json:"account_id"`
+	HouseholdID     int64           `json:"household_id"`
+	Trigger         payment.Trigger `json:"trigger"`
+	AccruedAbove    string          `json:"accrued_above,omitempty"`
+	BalanceBelow    string          `json:"balance_below,omitempty"`
+	TopUpAmount     string          `json:"topup_amount,omitempty"`
+	MaxAmount       string          `json:"max_amount"`
+	OTPFreeBelow    string          `json:"otp_free_below,omitempty"`
+	PaymentMethodID int64           `json:"payment_method_id"`
+	Currency        string          `json:"currency"`
+	Enabled         bool            `json:"enabled"`
+	ConfirmedAt     time.Time       `json:"confirmed_at,omitzero"`
+	DisabledAt      time.Time       `json:"disabled_at,omitzero"`
+	CreatedAt       time.Time       `json:"created_at"`
+}
+
+func toRuleView(r payment.Rule) ruleView {
+	unlessZero := func(d decimal.Decimal) string {
+		if d.IsZero() {
+			return ""
+		}
+		return tariff.FormatMoney(d, r.Currency)
+	}
+	return ruleView{ID: r.ID, AccountID: r.AccountID, HouseholdID: r.HouseholdID, Trigger: r.Trigger,
+		AccruedAbove: unlessZero(r.AccruedAbove), BalanceBelow: unlessZero(r.BalanceBelow), TopUpAmount: unlessZero(r.TopUpAmount),
+		MaxAmount: tariff.FormatMoney(r.MaxAmount, r.Currency), OTPFreeBelow: unlessZero(r.OTPFreeBelow),
+		PaymentMethodID: r.PaymentMethodID, Currency: r.Currency, Enabled: r.Enabled,
+		ConfirmedAt: r.ConfirmedAt, DisabledAt: r.DisabledAt, CreatedAt: r.CreatedAt}
+}
+
+// ruleJSON is ruleView over a service's answer.
+func ruleJSON(r payment.Rule, err error) (ruleView, error) {
+	return toRuleView(r), err
+}
+
+// stateCountView is payment.StateCount with its amount in the currency's
+// minor units.
+type stateCountView struct {
+	State    payment.State `json:"state"`
+	Currency string        `json:"currency"`
+	Count    int           `json:"count"`
+	Amount   string        `json:"amount"`
 }
 
 // payment loads a payment p may see.
@@ -346,10 +395,11 @@ func (a *api) paymentStats(w http.ResponseWriter, r *http.Request, _ *auth.Princ
 	if err != nil {
 		return err
 	}
-	if st == nil {
-		st = []payment.StateCount{}
+	states := make([]stateCountView, len(st))
+	for i, c := range st {
+		states[i] = stateCountView{State: c.State, Currency: c.Currency, Count: c.Count, Amount: tariff.FormatMoney(c.Amount, c.Currency)}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"since": since, "states": st})
+	writeJSON(w, http.StatusOK, map[string]any{"since": since, "states": states})
 	return nil
 }
 
@@ -495,7 +545,12 @@ func (a *api) listRules(w http.ResponseWriter, r *http.Request, p *auth.Principa
 	if err != nil {
 		return err
 	}
-	out, err := items(setup.Rules(r.Context(), acc.ID))
+	rules, err := setup.Rules(r.Context(), acc.ID)
+	views := make([]ruleView, len(rules))
+	for i, x := range rules {
+		views[i] = toRuleView(x)
+	}
+	out, err := items(views, err)
 	return answer(w, http.StatusOK, out, err)
 }
 
@@ -547,7 +602,7 @@ func (a *api) enrol(w http.ResponseWriter, r *http.Request, p *auth.Principal) e
 			return err
 		}
 	}
-	got, err := setup.Enrol(r.Context(), rule)
+	got, err := ruleJSON(setup.Enrol(r.Context(), rule))
 	return answer(w, http.StatusAccepted, got, err)
 }
 
@@ -565,7 +620,7 @@ func (a *api) confirmRule(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	if err != nil {
 		return err
 	}
-	rule, err := setup.ConfirmRule(r.Context(), hh, id, req.Code)
+	rule, err := ruleJSON(setup.ConfirmRule(r.Context(), hh, id, req.Code))
 	return answer(w, http.StatusOK, rule, err)
 }
 
@@ -574,7 +629,7 @@ func (a *api) disableRule(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	if err != nil {
 		return err
 	}
-	rule, err := setup.DisableRule(r.Context(), hh, id)
+	rule, err := ruleJSON(setup.DisableRule(r.Context(), hh, id))
 	return answer(w, http.StatusOK, rule, err)
 }
 

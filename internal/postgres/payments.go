@@ -19,6 +19,7 @@ import (
 	"github.com/meterflow/meterflow/internal/otp"
 	"github.com/meterflow/meterflow/internal/payment"
 	"github.com/meterflow/meterflow/internal/phone"
+	"github.com/meterflow/meterflow/internal/tariff"
 )
 
 // Payments is the PostgreSQL store of payments, one-time passwords, SMS
@@ -162,7 +163,7 @@ func paymentEvent(ctx context.Context, tx pgx.Tx, p *payment.Payment) error {
 	}
 	payload, err := json.Marshal(map[string]any{
 		"payment_id": p.ID, "household_id": p.HouseholdID, "account_id": p.AccountID, "bill_id": p.BillID,
-		"kind": p.Kind, "amount": p.Amount.String(), "currency": p.Currency, "payee": p.Payee,
+		"kind": p.Kind, "amount": tariff.FormatMoney(p.Amount, p.Currency), "currency": p.Currency, "payee": p.Payee,
 		"state": p.State, "failure_reason": p.FailureReason, "confirm_by": p.ConfirmBy,
 	})
 	if err != nil {
