@@ -63,21 +63,14 @@ func billJSON(b billing.Bill) billView {
 	return v
 }
 
-// billSummaryView is a bill without its lines, as the API lists them.
+// billSummaryView is a bill without its lines, as the API lists them, its
+// total in the currency's minor units (taking the place of the summary's
+// own decimal).
 type billSummaryView struct {
-	ID          int64     `json:"id"`
-	AccountID   int64     `json:"account_id"`
-	PeriodStart string    `json:"period_start"`
-	PeriodEnd   string    `json:"period_end"`
-	Currency    string    `json:"currency"`
-	Total       string    `json:"total"`
-	Status      string    `json:"status"`
-	IssuedAt    time.Time `json:"issued_at"`
-	DueDate     string    `json:"due_date"`
-	Estimated   bool      `json:"estimated"`
+	portal.BillSummary
+	Total string `json:"total"`
 }
 
 func billSummaryJSON(b portal.BillSummary) billSummaryView {
-	return billSummaryView{ID: b.ID, AccountID: b.AccountID, PeriodStart: b.PeriodStart, PeriodEnd: b.PeriodEnd, Currency: b.Currency,
-		Total: tariff.FormatMoney(b.Total, b.Currency), Status: b.Status, IssuedAt: b.IssuedAt, DueDate: b.DueDate, Estimated: b.Estimated}
+	return billSummaryView{BillSummary: b, Total: tariff.FormatMoney(b.Total, b.Currency)}
 }

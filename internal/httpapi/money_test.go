@@ -56,9 +56,9 @@ func TestMoneyHasMinorUnits(t *testing.T) {
 	pay := decodeAs[paymentJSON](t, get(fmt.Sprintf("/api/v1/payments/%d", e.a.paymentID), &e.a))
 	assert.Equal(t, "12.00", pay.Amount)
 	assert.Equal(t, "0.40", pay.Fee)
-	stats := decodeAs[struct{ States []stateCountView }](t, get("/api/v1/payments-stats", &e.op))
+	stats := decodeAs[struct{ States []map[string]any }](t, get("/api/v1/payments-stats", &e.op))
 	require.Len(t, stats.States, 1)
-	assert.Equal(t, stateCountView{State: "created", Currency: "GBP", Count: 2, Amount: "24.00"}, stats.States[0])
+	assert.Equal(t, map[string]any{"state": "created", "currency": "GBP", "count": 2.0, "amount": "24.00"}, stats.States[0])
 
 	// Auto-pay rules: set amounts only, each with minor units.
 	rules := decodeAs[struct {

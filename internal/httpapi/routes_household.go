@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -48,11 +47,7 @@ func (a *api) account(r *http.Request, p *auth.Principal) (portal.Account, error
 }
 
 func (a *api) listAccounts(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	limit, afterS, err := pageParams(r)
-	if err != nil {
-		return err
-	}
-	after, err := intAfter(afterS)
+	limit, after, err := intPage(r)
 	if err != nil {
 		return err
 	}
@@ -78,11 +73,7 @@ func (a *api) accountBills(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	if err != nil {
 		return err
 	}
-	limit, afterS, err := pageParams(r)
-	if err != nil {
-		return err
-	}
-	after, err := intAfter(afterS)
+	limit, after, err := intPage(r)
 	if err != nil {
 		return err
 	}
@@ -101,20 +92,14 @@ func (a *api) accountBills(w http.ResponseWriter, r *http.Request, p *auth.Princ
 // accrualView is one utility's cost so far of the running cycle, its
 // projected cost at the end of the cycle, and its budget (nil: none), so a
 // portal can draw "so far / forecast / budget". Amounts are written with
-// the currency's minor units.
+// the currency's minor units; Amount and Projected take the place of the
+// accrual's own decimals (encoding/json prefers the less nested field).
 type accrualView struct {
-	Utility        string    `json:"utility"`
-	CycleStart     string    `json:"cycle_start"`
-	CycleEnd       string    `json:"cycle_end"`
-	Through        string    `json:"through"`
-	Currency       string    `json:"currency"`
-	Quantity       float64   `json:"quantity"`
-	Amount         string    `json:"amount"`
-	Projected      string    `json:"projected"`
-	Estimated      bool      `json:"estimated"`
-	UpdatedAt      time.Time `json:"updated_at"`
-	Budget         *string   `json:"budget"`
-	BudgetPercents []int     `json:"budget_percents,omitempty"`
+	portal.Accrual
+	Amount         string  `json:"amount"`
+	Projected      string  `json:"projected"`
+	Budget         *string `json:"budget"`
+	BudgetPercents []int   `json:"budget_percents,omitempty"`
 }
 
 // accrualTotal is the whole account: the sum over utilities and the
@@ -156,9 +141,8 @@ func (a *api) accountAccrual(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	amount, projected := decimal.Zero, decimal.Zero
 	views := make([]accrualView, len(acs))
 	for i, ac := range acs {
-		views[i] = accrualView{Utility: ac.Utility, CycleStart: ac.CycleStart, CycleEnd: ac.CycleEnd, Through: ac.Through,
-			Currency: ac.Currency, Quantity: ac.Quantity, Amount: tariff.FormatMoney(ac.Amount, ac.Currency),
-			Projected: tariff.FormatMoney(ac.Projected, ac.Currency), Estimated: ac.Estimated, UpdatedAt: ac.UpdatedAt}
+		views[i] = accrualView{Accrual: ac, Amount: tariff.FormatMoney(ac.Amount, ac.Currency),
+			Projected: tariff.FormatMoney(ac.Projected, ac.Currency)}
 		views[i].Budget, views[i].BudgetPercents = budget(ac.Utility)
 		amount = amount.Add(ac.Amount)
 		projected = projected.Add(ac.Projected)

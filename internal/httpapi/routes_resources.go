@@ -243,13 +243,3 @@ func (a *api) putBudgets(w http.ResponseWriter, r *http.Request, p *auth.Princip
 	writeJSON(w, http.StatusOK, map[string]any{"account_id": acc.ID, "currency": acc.Currency, "budgets": budgetViews(saved, acc.Currency)})
 	return nil
 }
-
-// intPage reads the page parameters of a list keyed by a numeric id.
-func intPage(r *http.Request) (int, int64, error) {
-	limit, afterS, err := pageParams(r)
-	if err != nil {
-		return 0, 0, err
-	}
-	after, err := intAfter(afterS)
-	return limit, after, err
-}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -252,15 +253,10 @@ func TestSMSEarlyReportsAreBounded(t *testing.T) {
 	// Once SMa has expired it makes room; SMb is still kept.
 	require.NoError(t, keep("SMc", "delivered", t0.Add(10*time.Minute)))
 	assert.Equal(t, 2, count())
-	var ids []string
 	rows, err := db.Pool.Query(ctx, `select provider_id from sms_early_reports order by provider_id`)
 	require.NoError(t, err)
-	for rows.Next() {
-		var id string
-		require.NoError(t, rows.Scan(&id))
-		ids = append(ids, id)
-	}
-	require.NoError(t, rows.Err())
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
 	assert.Equal(t, []string{"SMb", "SMc"}, ids)
 }
 
