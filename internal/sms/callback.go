@@ -197,8 +197,9 @@ func (h *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err = h.rec.SMSDelivery(r.Context(), h.provider, sid, status, errText, now)
 	if apperr.CodeOf(err) == apperr.NotFound {
 		// Reported before the send's result was recorded. Twilio does not
-		// send a status callback again, whatever the answer, so the report
-		// is kept for the message rather than refused.
+		// call again after an error answer (retries are an opt-in of the
+		// URL, and last seconds at most), so the report is kept for the
+		// message rather than refused.
 		h.log.Debug("sms callback before the send result", "sid", sid, "status", status)
 		err = h.rec.SMSEarlyDelivery(r.Context(), h.provider, sid, status, errText, now, now.Add(h.keepFor), h.maxKept)
 	}
