@@ -251,6 +251,23 @@ type pricing struct {
 	revs map[string]int
 	cvs  map[tariff.Date]decimal.Decimal
 	cv   decimal.Decimal // default calorific value
+	// cvMeans, if not nil, remembers calorificValue by span: the accounts
+	// of a batch mostly share their periods. Used by one goroutine.
+	cvMeans map[[2]tariff.Date]decimal.Decimal
+}
+
+// calorificValue is calorificValue over [from, to) for pc's values.
+func (pc pricing) calorificValue(from, to tariff.Date) decimal.Decimal {
+	if pc.cvMeans == nil {
+		return calorificValue(pc.cvs, pc.cv, from, to)
+	}
+	k := [2]tariff.Date{from, to}
+	v, ok := pc.cvMeans[k]
+	if !ok {
+		v = calorificValue(pc.cvs, pc.cv, from, to)
+		pc.cvMeans[k] = v
+	}
+	return v
 }
 
 // usageKinds are the line kinds that depend on metered usage: a missing
@@ -313,7 +330,7 @@ func (pc pricing) priceServicePoint(sp ServicePoint, p period, u spUsage) ([]Lin
 			first, last = minTime(first, pt.first), maxTime(last, pt.last)
 		}
 		if sp.Utility == meter.Gas && st.Unit == tariff.KWh {
-			in.CalorificValue = calorificValue(pc.cvs, pc.cv, seg.from, seg.to)
+			in.CalorificValue = pc.calorificValue(seg.from, seg.to)
 		}
 		c, err := st.Accrue(in, cycle)
 		if err != nil {

@@ -250,8 +250,9 @@ func (s *Service) billBatch(ctx context.Context, runID int64, asOf time.Time, ts
 
 	issuedAt := s.Now()
 	var bills []*Bill
+	cvMeans := map[[2]tariff.Date]decimal.Decimal{}
 	for i, j := range jobs {
-		pc := pricing{acc: j.acc, loc: j.loc, tariffs: ts, cvs: cvs, cv: s.cfg.DefaultCalorificValue}
+		pc := pricing{acc: j.acc, loc: j.loc, tariffs: ts, cvs: cvs, cv: s.cfg.DefaultCalorificValue, cvMeans: cvMeans}
 		var accBills []*Bill
 		var failed error
 		for k, p := range j.periods {

@@ -449,10 +449,10 @@ var registerColumns = []string{"bill_id", "meter_id", "channel", "service_point_
 	"intervals", "estimated_intervals", "expected_intervals", "first_interval_at", "last_interval_at", "adjusts_bill_id"}
 
 // IssueBills writes a batch of bills in one transaction. The bills go
-// through COPY into a temporary table and then into bills with ON CONFLICT
-// DO NOTHING on (account_id, period_start), in account order so that two
-// runs inserting overlapping batches wait for each other instead of
-// deadlocking. Only the bills that went in get their lines, registers and
+// through COPY into bills, or, when one of them was issued already, through
+// a temporary table into bills with ON CONFLICT DO NOTHING on (account_id,
+// period_start); either way in account order, so that two runs inserting
+// overlapping batches wait for each other instead of deadlocking. Only the bills that went in get their lines, registers and
 // events (COPY again).
 func (s *Billing) IssueBills(ctx context.Context, bills []*billing.Bill, events []billing.Event) ([]int64, error) {
 	if len(bills) == 0 {
@@ -460,9 +460,6 @@ func (s *Billing) IssueBills(ctx context.Context, bills []*billing.Bill, events 
 	}
 	var issued []int64
 	err := s.DB.InTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `create temp table if not exists tmp_bills on commit delete rows as select `+joinCols(billColumns)+` from bills with no data`); err != nil {
-			return fmt.Errorf("temp bills: %w", err)
-		}
 		var bc textCopy
 		for _, b := range bills {
 			bc.row()
@@ -485,18 +482,42 @@ func (s *Billing) IssueBills(ctx context.Context, bills []*billing.Bill, events 
 			bc.int(int64(b.MissingIntervals))
 			bc.optInt(b.RunID)
 		}
-		if err := copyText(ctx, tx, "tmp_bills", billColumns, &bc); err != nil {
+		// Straight into bills first: the common case, no bill of the batch
+		// issued before. A bill issued already (a run again, or a
+		// concurrent run: COPY waits for its transaction, then fails) makes
+		// the COPY fail whole; then through a temporary table with ON
+		// CONFLICT DO NOTHING, which issues the rest.
+		if _, err := tx.Exec(ctx, `savepoint copy_bills`); err != nil {
+			return fmt.Errorf("savepoint: %w", err)
+		}
+		err := copyText(ctx, tx, "bills", billColumns, &bc)
+		switch {
+		case err == nil:
+			issued = make([]int64, len(bills))
+			for i, b := range bills {
+				issued[i] = b.ID
+			}
+		case isUniqueViolation(err, "bills_account_id_period_start_key"):
+			if _, err := tx.Exec(ctx, `rollback to savepoint copy_bills`); err != nil {
+				return fmt.Errorf("rollback to savepoint: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `create temp table if not exists tmp_bills on commit delete rows as select `+joinCols(billColumns)+` from bills with no data`); err != nil {
+				return fmt.Errorf("temp bills: %w", err)
+			}
+			if err := copyText(ctx, tx, "tmp_bills", billColumns, &bc); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, `insert into bills (`+joinCols(billColumns)+`)
+				select `+joinCols(billColumns)+` from tmp_bills order by account_id, period_start
+				on conflict (account_id, period_start) do nothing returning id`)
+			if err != nil {
+				return fmt.Errorf("insert bills: %w", err)
+			}
+			if issued, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+				return fmt.Errorf("insert bills: %w", err)
+			}
+		default:
 			return err
-		}
-		rows, err := tx.Query(ctx, `insert into bills (`+joinCols(billColumns)+`)
-			select `+joinCols(billColumns)+` from tmp_bills order by account_id, period_start
-			on conflict (account_id, period_start) do nothing returning id`)
-		if err != nil {
-			return fmt.Errorf("insert bills: %w", err)
-		}
-		issued, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return fmt.Errorf("insert bills: %w", err)
 		}
 		if len(issued) == 0 {
 			return nil

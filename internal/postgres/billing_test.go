@@ -2,9 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -94,4 +96,70 @@ versions:
 	require.NoError(t, err)
 	require.Len(t, all, 1)
 	assert.Equal(t, tr, all[0].Tariff, "the stored definition reads back exactly")
+}
+
+// IssueBills writes a batch straight into bills; when a bill of the batch
+// was issued before (another run got there first) the batch goes in through
+// the conflict-skipping path instead: the others are issued with their
+// lines, registers and events, the one issued before is left as it was.
+func TestIssueBillsSkipsBillsIssuedBefore(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.PostgresDB(t)
+	store := &postgres.Billing{DB: db}
+	var hh int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `insert into households (name) values ('Ada') returning id`).Scan(&hh))
+	london, err := time.LoadLocation("Europe/London")
+	require.NoError(t, err)
+	jan, feb, mar := tariff.Date{Year: 2025, Month: 1, Day: 1}, tariff.Date{Year: 2025, Month: 2, Day: 1}, tariff.Date{Year: 2025, Month: 3, Day: 1}
+	bill := func(account int64, from, to tariff.Date, total string) *billing.Bill {
+		amount := decimal.RequireFromString(total)
+		return &billing.Bill{AccountID: account, HouseholdID: hh, PeriodStart: from, PeriodEnd: to,
+			StartAt: from.Start(london), EndAt: to.Start(london), TimeZone: "Europe/London", Currency: "GBP",
+			Subtotal: amount, Tax: decimal.Zero, Total: amount, Status: billing.Issued, IssuedAt: to.Start(london), DueDate: to.AddDays(14),
+			Lines: []billing.Line{{No: 1, Kind: "standing", Description: "Standing charge", Quantity: decimal.NewFromInt(28),
+				Unit: "day", UnitPrice: decimal.RequireFromString("0.50"), Amount: amount}},
+			Registers: []billing.Register{{MeterID: "E-1", Channel: "1-0:1.8.0", ServicePointID: 1, Start: from.Start(london), End: to.Start(london), Quantity: 1000, Intervals: 28, Expected: 28}},
+		}
+	}
+	var accounts []int64
+	for _, n := range []string{"A-1", "A-2"} {
+		var id int64
+		require.NoError(t, db.Pool.QueryRow(ctx, `insert into accounts (household_id, number, currency, time_zone) values ($1, $2, 'GBP', 'Europe/London') returning id`, hh, n).Scan(&id))
+		accounts = append(accounts, id)
+	}
+	issue := func(bs ...*billing.Bill) []int64 {
+		ids, err := store.NextBillIDs(ctx, len(bs))
+		require.NoError(t, err)
+		events := make([]billing.Event, len(bs))
+		for i, b := range bs {
+			b.ID = ids[i]
+			events[i] = billing.Event{Key: fmt.Sprintf("bill.issued:%d", b.ID), Kind: "bill.issued", AccountID: b.AccountID, OccurredAt: b.IssuedAt, BillID: b.ID, Payload: map[string]any{}}
+		}
+		issued, err := store.IssueBills(ctx, bs, events)
+		require.NoError(t, err)
+		return issued
+	}
+
+	first := bill(accounts[0], jan, feb, "15.50")
+	assert.Equal(t, []int64{first.ID}, issue(first), "a batch with nothing issued before goes in whole")
+
+	again := bill(accounts[0], jan, feb, "99.00") // the same account and period
+	next := bill(accounts[0], feb, mar, "14.00")
+	other := bill(accounts[1], jan, feb, "16.00")
+	issued := issue(again, next, other)
+	assert.ElementsMatch(t, []int64{next.ID, other.ID}, issued)
+
+	count := func(sql string, args ...any) int {
+		var n int
+		require.NoError(t, db.Pool.QueryRow(ctx, sql, args...).Scan(&n))
+		return n
+	}
+	assert.Equal(t, 3, count(`select count(*) from bills`))
+	assert.Equal(t, 1, count(`select count(*) from bills where account_id = $1 and period_start = '2025-01-01' and total = 15.50`, accounts[0]), "the bill issued first stays")
+	assert.Zero(t, count(`select count(*) from bill_lines where bill_id = $1`, again.ID), "no lines of a skipped bill")
+	assert.Zero(t, count(`select count(*) from bill_registers where bill_id = $1`, again.ID))
+	assert.Zero(t, count(`select count(*) from outbox where event_key = $1`, fmt.Sprintf("bill.issued:%d", again.ID)))
+	assert.Equal(t, 3, count(`select count(*) from bill_lines`))
+	assert.Equal(t, 3, count(`select count(*) from bill_registers`))
+	assert.Equal(t, 3, count(`select count(*) from outbox where kind = 'bill.issued'`))
 }

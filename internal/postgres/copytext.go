@@ -53,6 +53,10 @@ func (c *textCopy) str(s string) {
 }
 
 func (c *textCopy) escaped(s string) {
+	if strings.IndexAny(s, "\\\t\n\r") < 0 {
+		c.buf.WriteString(s)
+		return
+	}
 	for i := 0; i < len(s); i++ {
 		switch b := s[i]; b {
 		case '\\':
@@ -94,7 +98,7 @@ func (c *textCopy) bool(b bool) {
 // dec writes an exact decimal.
 func (c *textCopy) dec(d decimal.Decimal) {
 	c.sep()
-	c.buf.WriteString(d.String())
+	c.buf.Write(tariff.AppendDecimal(c.scratch[:0], d))
 }
 
 // time writes an instant (NULL when zero) in UTC.
@@ -104,7 +108,30 @@ func (c *textCopy) time(t time.Time) {
 		return
 	}
 	c.sep()
-	c.buf.Write(t.UTC().AppendFormat(c.scratch[:0], "2006-01-02 15:04:05.999999Z07:00"))
+	c.buf.Write(appendUTC(c.scratch[:0], t))
+}
+
+// appendUTC appends t in UTC as t.UTC().AppendFormat(dst,
+// "2006-01-02 15:04:05.999999Z07:00") does, without parsing the layout.
+func appendUTC(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	dst = tariff.AppendDate(dst, tariff.Date{Year: y, Month: mo, Day: d})
+	dst = append(dst, ' ', byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10))
+	if us := t.Nanosecond() / 1000; us > 0 {
+		frac := [7]byte{'.'}
+		for i := 6; i > 0; i-- {
+			frac[i] = byte('0' + us%10)
+			us /= 10
+		}
+		n := 7
+		for frac[n-1] == '0' {
+			n--
+		}
+		dst = append(dst, frac[:n]...)
+	}
+	return append(dst, 'Z')
 }
 
 // date writes a calendar date (NULL when zero).
@@ -114,7 +141,7 @@ func (c *textCopy) date(d tariff.Date) {
 		return
 	}
 	c.sep()
-	c.buf.WriteString(d.String())
+	c.buf.Write(tariff.AppendDate(c.scratch[:0], d))
 }
 
 // strArray writes a text[] literal.
@@ -141,9 +168,12 @@ func copyText(ctx context.Context, tx pgx.Tx, table string, cols []string, c *te
 	if c.rows == 0 {
 		return nil
 	}
-	c.buf.WriteByte('\n')
+	if b := c.buf.Bytes(); b[len(b)-1] != '\n' {
+		c.buf.WriteByte('\n')
+	}
 	sql := fmt.Sprintf("copy %s (%s) from stdin", pgx.Identifier{table}.Sanitize(), joinCols(cols))
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &c.buf, sql); err != nil {
+	// From a reader over the buffer, which stays whole for a second try.
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(c.buf.Bytes()), sql); err != nil {
 		return fmt.Errorf("copy %s: %w", table, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package tariff
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -470,7 +471,7 @@ func (p pricer) billed(v int64) (decimal.Decimal, string) {
 		return q, ""
 	}
 	kwh := GasToKWh(q, p.in.CalorificValue)
-	return kwh, fmt.Sprintf(" (%s m3 × %s × %s MJ/m3 ÷ %s)", q.StringFixed(QuantityDecimals), volumeCorrection, p.in.CalorificValue, megajoulesPerKWh)
+	return kwh, fmt.Sprintf(" (%s m3 × %s × %s MJ/m3 ÷ %s)", FormatFixed(q, QuantityDecimals), volumeCorrection, p.in.CalorificValue, megajoulesPerKWh)
 }
 
 // prorate scales an amount per period to days of basis, at RateDecimals.
@@ -485,13 +486,13 @@ func (p pricer) prorate(x decimal.Decimal, days int) decimal.Decimal {
 // exact (0.40), else as written (0.32854).
 func (p pricer) rate(d decimal.Decimal) string {
 	if hasAtMostDecimals(d, p.minor) {
-		return d.StringFixed(p.minor)
+		return FormatFixed(d, p.minor)
 	}
-	return d.String()
+	return FormatDecimal(d)
 }
 
 func (p pricer) money(d decimal.Decimal) string {
-	return d.StringFixed(p.minor) + " " + p.t.Currency
+	return FormatFixed(d, p.minor) + " " + p.t.Currency
 }
 
 func (p pricer) line(s *segment, kind LineKind, name, desc string, qty decimal.Decimal, unit string, price decimal.Decimal, est bool) {
@@ -515,14 +516,14 @@ func (p pricer) segment(s *segment, split bool) {
 	if split || s.days != p.basis {
 		part = fmt.Sprintf(" (%s to %s, %d of %d days)", s.from, s.to.AddDays(-1), s.days, p.basis)
 	}
-	ratio := fmt.Sprintf("%d/%d days", s.days, p.basis)
+	ratio := strconv.Itoa(s.days) + "/" + strconv.Itoa(p.basis) + " days"
 	span := ""
 	if split {
 		span = fmt.Sprintf(" (%s to %s)", s.from, s.to.AddDays(-1))
 	}
 
 	if v.StandingChargePerDay.IsPositive() {
-		p.line(s, KindStanding, "", fmt.Sprintf("Standing charge: %s%s at %s per day", plural(s.days, "day"), span, p.rate(v.StandingChargePerDay)),
+		p.line(s, KindStanding, "", "Standing charge: "+plural(s.days, "day")+span+" at "+p.rate(v.StandingChargePerDay)+" per day",
 			decimal.NewFromInt(int64(s.days)), "day", v.StandingChargePerDay, false)
 	}
 
@@ -533,7 +534,7 @@ func (p pricer) segment(s *segment, split bool) {
 		q, conv := p.billed(s.total)
 		units = q
 		if q.IsPositive() {
-			p.line(s, KindEnergy, "", fmt.Sprintf("Energy: %s %s%s at %s%s", q.StringFixed(QuantityDecimals), unit, conv, p.rate(*v.FlatRate), part),
+			p.line(s, KindEnergy, "", "Energy: "+FormatFixed(q, QuantityDecimals)+" "+unit+conv+" at "+p.rate(*v.FlatRate)+part,
 				q, unit, *v.FlatRate, s.estimated)
 		}
 	case v.Tiers != nil:
@@ -546,7 +547,7 @@ func (p pricer) segment(s *segment, split bool) {
 			bound := "and above"
 			if b.UpTo != nil {
 				upper = p.threshold(v.Tiers.Basis, b.UpTo.Shift(QuantityDecimals).IntPart(), s.days)
-				bound = "to " + decimal.New(upper, -QuantityDecimals).StringFixed(QuantityDecimals)
+				bound = "to " + FormatFixed(decimal.New(upper, -QuantityDecimals), QuantityDecimals)
 			}
 			in := total - lower
 			if upper >= 0 && total > upper {
@@ -562,8 +563,8 @@ func (p pricer) segment(s *segment, split bool) {
 				}
 				p.line(s, KindTier, fmt.Sprintf("tier %d", i+1),
 					fmt.Sprintf("Tier %d (%s %s %s%s): %s %s%s at %s%s", i+1,
-						decimal.New(lower, -QuantityDecimals).StringFixed(QuantityDecimals), bound, unit, scaled,
-						qty.StringFixed(QuantityDecimals), unit, conv, p.rate(b.Rate), part),
+						FormatFixed(decimal.New(lower, -QuantityDecimals), QuantityDecimals), bound, unit, scaled,
+						FormatFixed(qty, QuantityDecimals), unit, conv, p.rate(b.Rate), part),
 					qty, unit, b.Rate, s.estimated)
 			}
 			if upper < 0 || total <= upper {
@@ -583,7 +584,7 @@ func (p pricer) segment(s *segment, split bool) {
 			if tl.season != "" {
 				label += ", " + tl.season
 			}
-			p.line(s, KindTOU, tl.name, fmt.Sprintf("Time of use, %s: %s %s%s at %s%s", label, q.StringFixed(QuantityDecimals), unit, conv, p.rate(tl.rate), part),
+			p.line(s, KindTOU, tl.name, fmt.Sprintf("Time of use, %s: %s %s%s at %s%s", label, FormatFixed(q, QuantityDecimals), unit, conv, p.rate(tl.rate), part),
 				q, unit, tl.rate, s.bucketEst[i])
 		}
 	}
@@ -593,7 +594,7 @@ func (p pricer) segment(s *segment, split bool) {
 		kw := decimal.New(s.peak*60/w, -QuantityDecimals) // Wh per window → kW
 		from := time.Unix(s.peakStart, 0).In(p.in.Location)
 		rate := p.prorate(d.RatePerKW, s.days)
-		desc := fmt.Sprintf("Demand: highest %d-minute average %s kW (%s) at %s per kW", w, kw.StringFixed(QuantityDecimals), from.Format("2006-01-02 15:04 MST"), p.rate(d.RatePerKW))
+		desc := fmt.Sprintf("Demand: highest %d-minute average %s kW (%s) at %s per kW", w, FormatFixed(kw, QuantityDecimals), from.Format("2006-01-02 15:04 MST"), p.rate(d.RatePerKW))
 		if s.days != p.basis {
 			desc += " × " + ratio
 		}
@@ -622,7 +623,7 @@ func (p pricer) segment(s *segment, split bool) {
 		switch l.Basis {
 		case PerUnit:
 			if units.IsPositive() {
-				p.line(s, KindLevy, l.Name, fmt.Sprintf("%s: %s %s at %s%s", l.Name, units.StringFixed(QuantityDecimals), unit, p.rate(l.Rate), part),
+				p.line(s, KindLevy, l.Name, l.Name+": "+FormatFixed(units, QuantityDecimals)+" "+unit+" at "+p.rate(l.Rate)+part,
 					units, unit, l.Rate, s.estimated)
 			}
 		case PerBill:
@@ -645,7 +646,7 @@ func plural(n int, unit string) string {
 	if n == 1 {
 		return "1 " + unit
 	}
-	return fmt.Sprintf("%d %ss", n, unit)
+	return strconv.Itoa(n) + " " + unit + "s"
 }
 
 // threshold returns a tier threshold (meter.Value units) for a part of days.

@@ -265,5 +265,6 @@ func cmpInt(a, b int) int {
 
 // String formats d as YYYY-MM-DD.
 func (d Date) String() string {
-	return fmt.Sprintf("%04d-%02d-%02d", d.Year, int(d.Month), d.Day)
+	var buf [16]byte
+	return string(AppendDate(buf[:0], d))
 }
