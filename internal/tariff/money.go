@@ -75,7 +75,7 @@ func hasAtMostDecimals(d decimal.Decimal, n int32) bool {
 func FormatMoney(d decimal.Decimal, currency string) string {
 	minor, ok := MinorUnits(currency)
 	if !ok || !hasAtMostDecimals(d, minor) {
-		return d.String()
+		return FormatDecimal(d)
 	}
-	return d.StringFixed(minor)
+	return FormatFixed(d, minor)
 }
