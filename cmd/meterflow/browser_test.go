@@ -436,7 +436,7 @@ func TestBrowserPortalAndDashboard(t *testing.T) {
 		// The cards now show each budget next to its forecast.
 		budgets, err := chromedp.Run(tctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#cost-cards article')].map(a => a.dataset.scope + ' ' + (a.querySelector('strong.budget') || {}).textContent)`))
 		require.NoError(t, err)
-		assert.Equal(t, []string{"electricity 90.5 GBP", "account 150 GBP"}, budgets, "as the API sends them")
+		assert.Equal(t, []string{"electricity 90.50 GBP", "account 150.00 GBP"}, budgets, "as the API sends them: with the currency's minor units")
 		meters, err := chromedp.Run(tctx, chromedp.Evaluate[int](`document.querySelectorAll('#cost-cards meter[aria-label]').length`))
 		require.NoError(t, err)
 		assert.Equal(t, 2, meters, "a labelled gauge per budget")

@@ -8,6 +8,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/meterflow/meterflow/internal/outbox"
+	"github.com/meterflow/meterflow/internal/tariff"
 )
 
 // The rules below are pure: they take the data a condition depends on and
@@ -60,6 +61,17 @@ type paymentPayload struct {
 	FailureReason string `json:"failure_reason"`
 }
 
+// money writes an amount read from an event or a row with the currency's
+// minor units ("120.50"), however its producer wrote it; text that is not a
+// decimal is left as it is.
+func money(amount, currency string) string {
+	d, err := decimal.NewFromString(amount)
+	if err != nil {
+		return amount
+	}
+	return tariff.FormatMoney(d, currency)
+}
+
 // FromEvent decides the alert an outbox event calls for. ok is false for
 // kinds that alert nobody (accrued.above, balance.below: auto-pay acts on
 // them, and the payment it makes alerts in turn). A payload that cannot be
@@ -75,6 +87,7 @@ func FromEvent(ev outbox.Event, o Owner) (d Decision, ok bool, err error) {
 		if p.Scope == "" || p.Percent <= 0 || p.CycleStart == "" {
 			return d, false, fmt.Errorf("event %s: budget payload lacks scope, percent or cycle", ev.Key)
 		}
+		p.Budget, p.Accrued = money(p.Budget, p.Currency), money(p.Accrued, p.Currency)
 		what := "Your spending"
 		if p.Scope != "account" {
 			what = "Your " + p.Scope + " spending"
@@ -92,6 +105,7 @@ func FromEvent(ev outbox.Event, o Owner) (d Decision, ok bool, err error) {
 		if p.BillID <= 0 {
 			return d, false, fmt.Errorf("event %s: bill payload lacks bill_id", ev.Key)
 		}
+		p.Total = money(p.Total, p.Currency)
 		d.Kind, d.Key = KindBillIssued, fmt.Sprintf("%s:%d:%d", KindBillIssued, o.AccountID, p.BillID)
 		d.Title = "Your bill is ready"
 		d.Body = fmt.Sprintf("Your bill for %s to %s is %s %s, due %s.", p.PeriodStart, p.PeriodEnd, p.Currency, p.Total, p.DueDate)
@@ -104,6 +118,7 @@ func FromEvent(ev outbox.Event, o Owner) (d Decision, ok bool, err error) {
 		if p.BillID <= 0 {
 			return d, false, fmt.Errorf("event %s: bill payload lacks bill_id", ev.Key)
 		}
+		p.Total = money(p.Total, p.Currency)
 		d.Kind, d.Key = KindBillOverdue, fmt.Sprintf("%s:%d:%d", KindBillOverdue, o.AccountID, p.BillID)
 		d.Title = "Your bill is overdue"
 		d.Body = fmt.Sprintf("Your bill for %s to %s of %s %s was due on %s and is not paid yet. You can pay it in the portal.",
@@ -117,6 +132,7 @@ func FromEvent(ev outbox.Event, o Owner) (d Decision, ok bool, err error) {
 		if p.PaymentID <= 0 {
 			return d, false, fmt.Errorf("event %s: payment payload lacks payment_id", ev.Key)
 		}
+		p.Amount = money(p.Amount, p.Currency)
 		amount := p.Currency + " " + p.Amount
 		switch ev.Kind {
 		case eventPaymentOTPSent:
@@ -167,13 +183,14 @@ func ProjectedOver(p Projection) (Decision, bool) {
 	if !p.Budget.IsPositive() || !p.Projected.GreaterThan(p.Budget) {
 		return Decision{}, false
 	}
+	budget, projected := tariff.FormatMoney(p.Budget, p.Currency), tariff.FormatMoney(p.Projected, p.Currency)
 	return Decision{
 		Key: fmt.Sprintf("%s:%d:%s:%s", KindProjectedOver, p.AccountID, p.Scope, p.CycleStart), Kind: KindProjectedOver,
 		HouseholdID: p.HouseholdID, AccountID: p.AccountID,
 		Title: fmt.Sprintf("On course to exceed your %s budget", scopeName(p.Scope)),
 		Body: fmt.Sprintf("At this rate this cycle will cost about %s %s, over your %s %s budget.",
-			p.Currency, p.Projected.StringFixed(2), p.Currency, p.Budget.StringFixed(2)),
-		Data: map[string]any{"scope": p.Scope, "budget": p.Budget.String(), "projected": p.Projected.String(),
+			p.Currency, projected, p.Currency, budget),
+		Data: map[string]any{"scope": p.Scope, "budget": budget, "projected": projected,
 			"currency": p.Currency, "cycle_start": p.CycleStart},
 	}, true
 }
@@ -193,6 +210,7 @@ func BillUpcoming(b DueBill, today time.Time, days int) (Decision, bool) {
 	if today.After(b.DueDate) || today.Before(b.DueDate.AddDate(0, 0, -days)) {
 		return Decision{}, false
 	}
+	total := money(b.Total, b.Currency)
 	n := int(b.DueDate.Sub(today).Hours() / 24)
 	when := fmt.Sprintf("in %d days", n)
 	switch n {
@@ -205,8 +223,8 @@ func BillUpcoming(b DueBill, today time.Time, days int) (Decision, bool) {
 		Key: fmt.Sprintf("%s:%d:%d", KindBillUpcoming, b.AccountID, b.BillID), Kind: KindBillUpcoming,
 		HouseholdID: b.HouseholdID, AccountID: b.AccountID,
 		Title: "A bill is due " + when,
-		Body:  fmt.Sprintf("Your bill of %s %s is due %s (%s).", b.Currency, b.Total, when, b.DueDate.Format(time.DateOnly)),
-		Data:  map[string]any{"bill_id": b.BillID, "due_date": b.DueDate.Format(time.DateOnly), "total": b.Total, "currency": b.Currency},
+		Body:  fmt.Sprintf("Your bill of %s %s is due %s (%s).", b.Currency, total, when, b.DueDate.Format(time.DateOnly)),
+		Data:  map[string]any{"bill_id": b.BillID, "due_date": b.DueDate.Format(time.DateOnly), "total": total, "currency": b.Currency},
 	}, true
 }
 

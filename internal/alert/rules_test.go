@@ -1,12 +1,15 @@
 package alert
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meterflow/meterflow/internal/outbox"
 )
 
 func london(t *testing.T) *time.Location {
@@ -240,4 +243,55 @@ func TestHub(t *testing.T) {
 	h.Close()
 	_, open = <-a.C
 	assert.False(t, open)
+}
+
+// TestAlertAmountsHaveMinorUnits checks that every amount an alert shows,
+// in its body and its data, is written with the currency's minor units,
+// however the event or row it came from wrote it.
+func TestAlertAmountsHaveMinorUnits(t *testing.T) {
+	o := Owner{AccountID: 7, HouseholdID: 3}
+	ev := func(kind, payload string) outbox.Event {
+		return outbox.Event{Key: kind + ":1", Kind: kind, AccountID: 7, Payload: json.RawMessage(payload)}
+	}
+	for _, tc := range []struct {
+		name  string
+		event outbox.Event
+		body  string
+		data  map[string]any
+	}{
+		{"budget crossed", ev("budget.crossed", `{"scope":"account","percent":80,"budget":"120.5","accrued":"96.4","currency":"GBP","cycle_start":"2026-03-01"}`),
+			"Your spending this cycle is GBP 96.40, 80% of your GBP 120.50 budget.", map[string]any{"budget": "120.50", "accrued": "96.40"}},
+		{"bill issued", ev("bill.issued", `{"bill_id":5,"period_start":"2026-02-01","period_end":"2026-03-01","currency":"GBP","total":"42.1","due_date":"2026-03-15"}`),
+			"Your bill for 2026-02-01 to 2026-03-01 is GBP 42.10, due 2026-03-15.", map[string]any{"total": "42.10"}},
+		{"bill overdue", ev("bill.overdue", `{"bill_id":5,"period_start":"2026-02-01","period_end":"2026-03-01","currency":"GBP","total":"42","due_date":"2026-03-15"}`),
+			"Your bill for 2026-02-01 to 2026-03-01 of GBP 42.00 was due on 2026-03-15 and is not paid yet. You can pay it in the portal.",
+			map[string]any{"total": "42.00"}},
+		{"payment", ev("payment.succeeded", `{"payment_id":9,"amount":"12.5","currency":"GBP","payee":"Meterflow Energy"}`),
+			"Your payment of GBP 12.50 to Meterflow Energy went through.", map[string]any{"amount": "12.50"}},
+		{"payment in yen", ev("payment.failed", `{"payment_id":9,"amount":"1200","currency":"JPY","payee":"Meterflow Energy"}`),
+			"Your payment of JPY 1200 to Meterflow Energy did not go through.", map[string]any{"amount": "1200"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, ok, err := FromEvent(tc.event, o)
+			require.NoError(t, err)
+			require.True(t, ok)
+			assert.Equal(t, tc.body, d.Body)
+			for k, v := range tc.data {
+				assert.Equal(t, v, d.Data[k], k)
+			}
+		})
+	}
+
+	d, ok := ProjectedOver(Projection{Owner: o, Scope: "account", Budget: decimal.NewFromInt(100),
+		Projected: decimal.RequireFromString("130.5"), Currency: "GBP", CycleStart: "2026-03-01"})
+	require.True(t, ok)
+	assert.Equal(t, "At this rate this cycle will cost about GBP 130.50, over your GBP 100.00 budget.", d.Body)
+	assert.Equal(t, "100.00", d.Data["budget"])
+	assert.Equal(t, "130.50", d.Data["projected"])
+
+	d, ok = BillUpcoming(DueBill{Owner: o, BillID: 42, DueDate: time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC), Total: "12.5", Currency: "GBP"},
+		time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC), 3)
+	require.True(t, ok)
+	assert.Equal(t, "Your bill of GBP 12.50 is due tomorrow (2026-03-15).", d.Body)
+	assert.Equal(t, "12.50", d.Data["total"])
 }

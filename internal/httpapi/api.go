@@ -426,6 +426,16 @@ func intAfter(after string) (int64, error) {
 	return n, nil
 }
 
+// intPage reads the page parameters of a list keyed by a numeric id.
+func intPage(r *http.Request) (int, int64, error) {
+	limit, afterS, err := pageParams(r)
+	if err != nil {
+		return 0, 0, err
+	}
+	after, err := intAfter(afterS)
+	return limit, after, err
+}
+
 // pathID parses a numeric path parameter.
 func pathID(r *http.Request, name string) (int64, error) {
 	n, err := strconv.ParseInt(r.PathValue(name), 10, 64)

@@ -326,7 +326,7 @@ func TestRouteAccess(t *testing.T) {
 		"/meters":                     map[string]any{"meters": []map[string]string{{"id": "NEW-1", "utility": "electricity"}}},
 		"/alert-preferences":          map[string]any{"channels": map[string][]string{"leak": {"inapp"}}},
 		"/alarms/{alarm}/ack":         map[string]string{"note": "seen"},
-		"/accounts/{account}/budgets": budgetsBody{Budgets: []budgetView{{Scope: "account", Amount: decimal.RequireFromString("99.50")}}},
+		"/accounts/{account}/budgets": budgetsBody{Budgets: []budgetInput{{Scope: "account", Amount: decimal.RequireFromString("99.50")}}},
 		"/tariffs":                    []byte(strings.Replace(flatTariff, "TEST-E-FLAT", "TEST-E-NEW", 1)),
 	}
 	// B's budget, which A's PUT must not change.

@@ -204,11 +204,15 @@ func TestBudgetsAndAccrual(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.code)
 	assert.JSONEq(t, fmt.Sprintf(`{"account_id":%d,"currency":"GBP","budgets":[]}`, e.a.account), string(r.body))
 
-	r = put([]byte(`{"budgets":[{"scope":"electricity","amount":"60.50","percents":[80,100,150]},{"scope":"account","amount":100}]}`))
+	// Amounts come back with the currency's minor units, whether they were
+	// sent as a string, with or without trailing zeros, or a number.
+	r = put([]byte(`{"budgets":[{"scope":"electricity","amount":"60.5","percents":[80,100,150]},{"scope":"account","amount":100},
+		{"scope":"gas","amount":120.50}]}`))
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
 	want := fmt.Sprintf(`{"account_id":%d,"currency":"GBP","budgets":[
-		{"scope":"account","amount":"100","percents":[50,80,100]},
-		{"scope":"electricity","amount":"60.5","percents":[80,100,150]}]}`, e.a.account)
+		{"scope":"account","amount":"100.00","percents":[50,80,100]},
+		{"scope":"electricity","amount":"60.50","percents":[80,100,150]},
+		{"scope":"gas","amount":"120.50","percents":[50,80,100]}]}`, e.a.account)
 	assert.JSONEq(t, want, string(r.body))
 	r = e.do("GET", path, nil, &e.a, false, nil)
 	assert.JSONEq(t, want, string(r.body))
@@ -242,7 +246,7 @@ func TestBudgetsAndAccrual(t *testing.T) {
 	// The accrual shows so far, forecast and budget per scope.
 	_, err := e.db.Pool.Exec(ctx, `insert into accruals (account_id, utility, cycle_start, cycle_end, through, currency, quantity, amount, projected, updated_at)
 		values ($1, 'electricity', '2026-03-01', '2026-04-01', '2026-03-11', 'GBP', 123456, 20.10, 61.90, now()),
-		       ($1, 'gas', '2026-03-01', '2026-04-01', '2026-03-11', 'GBP', 5000, 5.05, 15.50, now())`, e.a.account)
+		       ($1, 'water', '2026-03-01', '2026-04-01', '2026-03-11', 'GBP', 5000, 5, 15.5, now())`, e.a.account)
 	require.NoError(t, err)
 	r = e.do("GET", fmt.Sprintf("/api/v1/accounts/%d/accrual", e.a.account), nil, &e.a, false, nil)
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
@@ -258,25 +262,31 @@ func TestBudgetsAndAccrual(t *testing.T) {
 			Amount, Projected string
 			Budget            *string
 		}
+		Budgets []budgetView
 	}
 	require.NoError(t, json.Unmarshal(r.body, &ac))
 	assert.Equal(t, "2026-03-01", ac.CycleStart)
 	assert.Equal(t, "2026-04-01", ac.CycleEnd)
 	require.Len(t, ac.Utilities, 2)
 	assert.Equal(t, "electricity", ac.Utilities[0].Utility)
-	assert.Equal(t, "20.1", ac.Utilities[0].Amount)
-	assert.Equal(t, "61.9", ac.Utilities[0].Projected)
+	assert.Equal(t, "20.10", ac.Utilities[0].Amount)
+	assert.Equal(t, "61.90", ac.Utilities[0].Projected)
 	require.NotNil(t, ac.Utilities[0].Budget)
-	assert.Equal(t, "60.5", *ac.Utilities[0].Budget)
+	assert.Equal(t, "60.50", *ac.Utilities[0].Budget)
 	assert.Equal(t, 123.456, ac.Utilities[0].Quantity)
-	assert.Nil(t, ac.Utilities[1].Budget, "gas has no budget")
-	assert.Equal(t, "25.15", ac.Total.Amount)
-	assert.Equal(t, "77.4", ac.Total.Projected)
+	assert.Equal(t, "water", ac.Utilities[1].Utility)
+	assert.Equal(t, "5.00", ac.Utilities[1].Amount)
+	assert.Equal(t, "15.50", ac.Utilities[1].Projected)
+	assert.Nil(t, ac.Utilities[1].Budget, "water has no budget")
+	assert.Equal(t, "25.10", ac.Total.Amount)
+	assert.Equal(t, "77.40", ac.Total.Projected)
 	require.NotNil(t, ac.Total.Budget)
-	assert.Equal(t, "100", *ac.Total.Budget)
+	assert.Equal(t, "100.00", *ac.Total.Budget)
+	assert.Equal(t, []budgetView{{"account", "100.00", []int{50, 80, 100}}, {"electricity", "60.50", []int{80, 100, 150}},
+		{"gas", "120.50", []int{50, 80, 100}}}, ac.Budgets)
 
 	// An empty list removes every budget.
-	r = put(budgetsBody{Budgets: []budgetView{}})
+	r = put(budgetsBody{Budgets: []budgetInput{}})
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
 	bs, err := e.bills.Budgets(ctx, e.a.account)
 	require.NoError(t, err)

@@ -63,20 +63,22 @@ func alertHousehold(r *http.Request, p *auth.Principal) (int64, error) {
 	return id, nil
 }
 
-func (a *api) listAlerts(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	svc, err := a.alerts()
-	if err != nil {
-		return err
-	}
+// namedAlertHousehold is alertHousehold for a change: an operator must name
+// the household.
+func namedAlertHousehold(r *http.Request, p *auth.Principal) (int64, error) {
 	hh, err := alertHousehold(r, p)
+	if err == nil && hh == 0 {
+		err = apperr.Field("household_id", "an operator names the household")
+	}
+	return hh, err
+}
+
+func (a *api) listAlerts(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	svc, hh, _, err := opening(a.alerts, r, p, input{who: alertHousehold})
 	if err != nil {
 		return err
 	}
-	limit, afterS, err := pageParams(r)
-	if err != nil {
-		return err
-	}
-	before, err := intAfter(afterS)
+	limit, before, err := intPage(r)
 	if err != nil {
 		return err
 	}
@@ -89,20 +91,12 @@ func (a *api) listAlerts(w http.ResponseWriter, r *http.Request, p *auth.Princip
 }
 
 func (a *api) readAlert(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	svc, err := a.alerts()
+	svc, hh, id, err := opening(a.alerts, r, p, input{who: householdOnly, param: "alert"})
 	if err != nil {
 		return err
 	}
-	id, err := pathID(r, "alert")
-	if err != nil {
-		return err
-	}
-	al, err := svc.MarkRead(r.Context(), p.HouseholdID, id)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, al)
-	return nil
+	al, err := svc.MarkRead(r.Context(), hh, id)
+	return answer(w, http.StatusOK, al, err)
 }
 
 // streamKeepAlive is how often an idle stream sends a comment, so proxies
@@ -113,11 +107,7 @@ const streamKeepAlive = 25 * time.Second
 // with its alert id as the event id. A client reconnecting with
 // Last-Event-ID first gets the inbox alerts it missed (up to a page).
 func (a *api) alertStream(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	svc, err := a.alerts()
-	if err != nil {
-		return err
-	}
-	hh, err := alertHousehold(r, p)
+	svc, hh, _, err := opening(a.alerts, r, p, input{who: alertHousehold})
 	if err != nil {
 		return err
 	}
@@ -191,47 +181,25 @@ func (a *api) alertStream(w http.ResponseWriter, r *http.Request, p *auth.Princi
 }
 
 func (a *api) getAlertPreferences(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	svc, err := a.alerts()
-	if err != nil {
-		return err
-	}
-	hh, err := alertHousehold(r, p)
+	svc, hh, _, err := opening(a.alerts, r, p, input{who: alertHousehold})
 	if err != nil {
 		return err
 	}
 	prefs, err := svc.Preferences(r.Context(), hh)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, prefs)
-	return nil
+	return answer(w, http.StatusOK, prefs, err)
 }
 
 func (a *api) putAlertPreferences(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	svc, err := a.alerts()
-	if err != nil {
-		return err
-	}
-	hh, err := alertHousehold(r, p)
-	if err != nil {
-		return err
-	}
-	if hh == 0 {
-		return apperr.Field("household_id", "an operator names the household")
-	}
 	var req struct {
 		Channels   map[alert.Kind][]alert.Channel `json:"channels"`
 		QuietHours *alert.QuietHours              `json:"quiet_hours"`
 	}
-	if err := decode(r, &req); err != nil {
-		return err
-	}
-	prefs, err := svc.SetPreferences(r.Context(), hh, alert.Preferences{Channels: req.Channels, QuietHours: req.QuietHours})
+	svc, hh, _, err := opening(a.alerts, r, p, input{who: namedAlertHousehold, body: &req})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, prefs)
-	return nil
+	prefs, err := svc.SetPreferences(r.Context(), hh, alert.Preferences{Channels: req.Channels, QuietHours: req.QuietHours})
+	return answer(w, http.StatusOK, prefs, err)
 }
 
 func (a *api) listAlarms(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
@@ -239,11 +207,7 @@ func (a *api) listAlarms(w http.ResponseWriter, r *http.Request, _ *auth.Princip
 	if err != nil {
 		return err
 	}
-	limit, afterS, err := pageParams(r)
-	if err != nil {
-		return err
-	}
-	before, err := intAfter(afterS)
+	limit, before, err := intPage(r)
 	if err != nil {
 		return err
 	}
@@ -256,26 +220,13 @@ func (a *api) listAlarms(w http.ResponseWriter, r *http.Request, _ *auth.Princip
 }
 
 func (a *api) ackAlarm(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	svc, err := a.alerts()
-	if err != nil {
-		return err
-	}
-	id, err := pathID(r, "alarm")
-	if err != nil {
-		return err
-	}
 	var req struct {
 		Note string `json:"note"`
 	}
-	if r.ContentLength != 0 {
-		if err := decode(r, &req); err != nil {
-			return err
-		}
-	}
-	al, err := svc.Acknowledge(r.Context(), id, p.UserID, req.Note)
+	svc, _, id, err := opening(a.alerts, r, p, input{param: "alarm", body: &req, bodyOptional: true})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, al)
-	return nil
+	al, err := svc.Acknowledge(r.Context(), id, p.UserID, req.Note)
+	return answer(w, http.StatusOK, al, err)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/billing"
 	"github.com/meterflow/meterflow/internal/portal"
+	"github.com/meterflow/meterflow/internal/tariff"
 )
 
 // householdRoutes are a household's accounts, usage and bills.
@@ -46,11 +47,7 @@ func (a *api) account(r *http.Request, p *auth.Principal) (portal.Account, error
 }
 
 func (a *api) listAccounts(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	limit, afterS, err := pageParams(r)
-	if err != nil {
-		return err
-	}
-	after, err := intAfter(afterS)
+	limit, after, err := intPage(r)
 	if err != nil {
 		return err
 	}
@@ -76,11 +73,7 @@ func (a *api) accountBills(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	if err != nil {
 		return err
 	}
-	limit, afterS, err := pageParams(r)
-	if err != nil {
-		return err
-	}
-	after, err := intAfter(afterS)
+	limit, after, err := intPage(r)
 	if err != nil {
 		return err
 	}
@@ -88,26 +81,34 @@ func (a *api) accountBills(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	if err != nil {
 		return err
 	}
-	writePage(w, bills, limit, func(x portal.BillSummary) string { return strconv.FormatInt(x.ID, 10) })
+	views := make([]billSummaryView, len(bills))
+	for i, b := range bills {
+		views[i] = billSummaryJSON(b)
+	}
+	writePage(w, views, limit, func(x billSummaryView) string { return strconv.FormatInt(x.ID, 10) })
 	return nil
 }
 
 // accrualView is one utility's cost so far of the running cycle, its
 // projected cost at the end of the cycle, and its budget (nil: none), so a
-// portal can draw "so far / forecast / budget".
+// portal can draw "so far / forecast / budget". Amounts are written with
+// the currency's minor units; Amount and Projected take the place of the
+// accrual's own decimals (encoding/json prefers the less nested field).
 type accrualView struct {
 	portal.Accrual
-	Budget         *decimal.Decimal `json:"budget"`
-	BudgetPercents []int            `json:"budget_percents,omitempty"`
+	Amount         string  `json:"amount"`
+	Projected      string  `json:"projected"`
+	Budget         *string `json:"budget"`
+	BudgetPercents []int   `json:"budget_percents,omitempty"`
 }
 
 // accrualTotal is the whole account: the sum over utilities and the
 // account-wide budget.
 type accrualTotal struct {
-	Amount         decimal.Decimal  `json:"amount"`
-	Projected      decimal.Decimal  `json:"projected"`
-	Budget         *decimal.Decimal `json:"budget"`
-	BudgetPercents []int            `json:"budget_percents,omitempty"`
+	Amount         string  `json:"amount"`
+	Projected      string  `json:"projected"`
+	Budget         *string `json:"budget"`
+	BudgetPercents []int   `json:"budget_percents,omitempty"`
 }
 
 func (a *api) accountAccrual(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
@@ -127,20 +128,27 @@ func (a *api) accountAccrual(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	for _, b := range bs {
 		budgets[b.Scope] = b
 	}
-	total := accrualTotal{Amount: decimal.Zero, Projected: decimal.Zero}
-	if b, ok := budgets[billing.BudgetScopeAccount]; ok {
-		total.Budget, total.BudgetPercents = &b.Amount, b.Percents
+	budget := func(scope string) (*string, []int) {
+		b, ok := budgets[scope]
+		if !ok {
+			return nil, nil
+		}
+		s := tariff.FormatMoney(b.Amount, acc.Currency)
+		return &s, b.Percents
 	}
+	var total accrualTotal
+	total.Budget, total.BudgetPercents = budget(billing.BudgetScopeAccount)
+	amount, projected := decimal.Zero, decimal.Zero
 	views := make([]accrualView, len(acs))
 	for i, ac := range acs {
-		views[i] = accrualView{Accrual: ac}
-		if b, ok := budgets[ac.Utility]; ok {
-			views[i].Budget, views[i].BudgetPercents = &b.Amount, b.Percents
-		}
-		total.Amount = total.Amount.Add(ac.Amount)
-		total.Projected = total.Projected.Add(ac.Projected)
+		views[i] = accrualView{Accrual: ac, Amount: tariff.FormatMoney(ac.Amount, ac.Currency),
+			Projected: tariff.FormatMoney(ac.Projected, ac.Currency)}
+		views[i].Budget, views[i].BudgetPercents = budget(ac.Utility)
+		amount = amount.Add(ac.Amount)
+		projected = projected.Add(ac.Projected)
 	}
-	body := map[string]any{"account_id": acc.ID, "currency": acc.Currency, "utilities": views, "total": total, "budgets": budgetViews(bs)}
+	total.Amount, total.Projected = tariff.FormatMoney(amount, acc.Currency), tariff.FormatMoney(projected, acc.Currency)
+	body := map[string]any{"account_id": acc.ID, "currency": acc.Currency, "utilities": views, "total": total, "budgets": budgetViews(bs, acc.Currency)}
 	if len(acs) > 0 {
 		body["cycle_start"], body["cycle_end"] = acs[0].CycleStart, acs[0].CycleEnd
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/meterflow/meterflow/internal/apperr"
 	"github.com/meterflow/meterflow/internal/auth"
 	"github.com/meterflow/meterflow/internal/payment"
+	"github.com/meterflow/meterflow/internal/tariff"
 )
 
 // Payments runs payments (payment.Service).
@@ -93,9 +94,21 @@ func (a *api) payments() (Payments, PaymentSetup, PaymentLog, error) {
 	return a.cfg.Payments, a.cfg.PaymentSetup, a.cfg.PaymentLog, nil
 }
 
+// paymentService is the payment service, for opening.
+func (a *api) paymentService() (Payments, error) {
+	pays, _, _, err := a.payments()
+	return pays, err
+}
+
+// setupService is the setup service, for opening.
+func (a *api) setupService() (PaymentSetup, error) {
+	_, setup, _, err := a.payments()
+	return setup, err
+}
+
 // householdOnly returns p's household: payments are a household's own
 // acts, which operators and tokens cannot perform for it.
-func householdOnly(p *auth.Principal) (int64, error) {
+func householdOnly(_ *http.Request, p *auth.Principal) (int64, error) {
 	if !p.IsHousehold() {
 		return 0, apperr.New(apperr.Forbidden, "only the household itself can do this")
 	}
@@ -125,7 +138,7 @@ type paymentJSON struct {
 
 func toPaymentJSON(p payment.Payment) paymentJSON {
 	return paymentJSON{ID: p.ID, HouseholdID: p.HouseholdID, AccountID: p.AccountID, BillID: p.BillID, AutoPayRuleID: p.AutoPayRuleID,
-		Kind: string(p.Kind), Amount: p.Amount.StringFixed(2), Fee: feeString(p), Currency: p.Currency, Payee: p.Payee, PaymentMethodID: p.PaymentMethodID,
+		Kind: string(p.Kind), Amount: tariff.FormatMoney(p.Amount, p.Currency), Fee: feeString(p), Currency: p.Currency, Payee: p.Payee, PaymentMethodID: p.PaymentMethodID,
 		State: string(p.State), RequiresOTP: p.RequiresOTP, FailureReason: p.FailureReason, ConfirmBy: p.ConfirmBy,
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, SettledAt: p.SettledAt}
 }
@@ -134,7 +147,43 @@ func feeString(p payment.Payment) string {
 	if p.Fee.IsZero() {
 		return ""
 	}
-	return p.Fee.StringFixed(2)
+	return tariff.FormatMoney(p.Fee, p.Currency)
+}
+
+// ruleView is an auto-pay rule as the API shows it: payment.Rule with its
+// amounts in the rule's currency with its minor units, unset ones left out.
+// Its fields of the same JSON names take the place of the rule's own
+// (encoding/json prefers the less nested field).
+type ruleView struct {
+	payment.Rule
+	AccruedAbove string `json:"accrued_above,omitempty"`
+	BalanceBelow string `json:"balance_below,omitempty"`
+	TopUpAmount  string `json:"topup_amount,omitempty"`
+	MaxAmount    string `json:"max_amount"`
+	OTPFreeBelow string `json:"otp_free_below,omitempty"`
+}
+
+func toRuleView(r payment.Rule) ruleView {
+	unlessZero := func(d decimal.Decimal) string {
+		if d.IsZero() {
+			return ""
+		}
+		return tariff.FormatMoney(d, r.Currency)
+	}
+	return ruleView{Rule: r, AccruedAbove: unlessZero(r.AccruedAbove), BalanceBelow: unlessZero(r.BalanceBelow),
+		TopUpAmount: unlessZero(r.TopUpAmount), MaxAmount: tariff.FormatMoney(r.MaxAmount, r.Currency), OTPFreeBelow: unlessZero(r.OTPFreeBelow)}
+}
+
+// ruleJSON is ruleView over a service's answer.
+func ruleJSON(r payment.Rule, err error) (ruleView, error) {
+	return toRuleView(r), err
+}
+
+// stateCountView is payment.StateCount with its amount in the currency's
+// minor units (taking the place of the embedded one).
+type stateCountView struct {
+	payment.StateCount
+	Amount string `json:"amount"`
 }
 
 // payment loads a payment p may see.
@@ -171,11 +220,7 @@ func (a *api) listPayments(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	if err != nil {
 		return err
 	}
-	limit, afterS, err := pageParams(r)
-	if err != nil {
-		return err
-	}
-	before, err := intAfter(afterS)
+	limit, before, err := intPage(r)
 	if err != nil {
 		return err
 	}
@@ -208,36 +253,25 @@ type confirmRequest struct {
 	Code string `json:"code"`
 }
 
-func (a *api) confirmPayment(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	pays, _, _, err := a.payments()
-	if err != nil {
-		return err
-	}
-	hh, err := householdOnly(p)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(r, "payment")
-	if err != nil {
-		return err
-	}
-	var req confirmRequest
-	if err := decode(r, &req); err != nil {
-		return err
-	}
-	if req.Code == "" {
+func (c *confirmRequest) check() error {
+	if c.Code == "" {
 		return apperr.Field("code", "must be set")
 	}
-	pay, err := pays.Confirm(r.Context(), hh, id, req.Code)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, toPaymentJSON(pay))
 	return nil
 }
 
+func (a *api) confirmPayment(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	var req confirmRequest
+	pays, hh, id, err := opening(a.paymentService, r, p, input{who: householdOnly, param: "payment", body: &req})
+	if err != nil {
+		return err
+	}
+	pay, err := pays.Confirm(r.Context(), hh, id, req.Code)
+	return answer(w, http.StatusOK, toPaymentJSON(pay), err)
+}
+
 func (a *api) resendPaymentCode(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	if _, err := householdOnly(p); err != nil {
+	if _, err := householdOnly(r, p); err != nil {
 		return err
 	}
 	pay, err := a.payment(r, p)
@@ -252,24 +286,12 @@ func (a *api) resendPaymentCode(w http.ResponseWriter, r *http.Request, p *auth.
 }
 
 func (a *api) cancelPayment(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	pays, _, _, err := a.payments()
-	if err != nil {
-		return err
-	}
-	hh, err := householdOnly(p)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(r, "payment")
+	pays, hh, id, err := opening(a.paymentService, r, p, input{who: householdOnly, param: "payment"})
 	if err != nil {
 		return err
 	}
 	pay, err := pays.Cancel(r.Context(), hh, id)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, toPaymentJSON(pay))
-	return nil
+	return answer(w, http.StatusOK, toPaymentJSON(pay), err)
 }
 
 type payBillRequest struct {
@@ -280,11 +302,9 @@ type payBillRequest struct {
 // client's Idempotency-Key header makes a retried request return the same
 // payment; without it, a bill has at most one payment in progress anyway.
 func (a *api) payBill(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	pays, _, _, err := a.payments()
-	if err != nil {
-		return err
-	}
-	hh, err := householdOnly(p)
+	// The body is read after the bill, so a bill that is not the
+	// household's is "not found" whatever the body says.
+	pays, hh, _, err := opening(a.paymentService, r, p, input{who: householdOnly})
 	if err != nil {
 		return err
 	}
@@ -346,69 +366,22 @@ func (a *api) paymentStats(w http.ResponseWriter, r *http.Request, _ *auth.Princ
 	if err != nil {
 		return err
 	}
-	if st == nil {
-		st = []payment.StateCount{}
+	states := make([]stateCountView, len(st))
+	for i, c := range st {
+		states[i] = stateCountView{StateCount: c, Amount: tariff.FormatMoney(c.Amount, c.Currency)}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"since": since, "states": st})
+	writeJSON(w, http.StatusOK, map[string]any{"since": since, "states": states})
 	return nil
 }
 
 // --- phones, payment methods and auto-pay ---
 
-// setupCall prepares a household's act on its phones, payment methods or
+// setupCall opens a household's act on its phones, payment methods or
 // auto-pay rules: payments must be enabled and the caller a household user;
 // it reads the path parameter param (when set) and the JSON body into req
 // (when not nil), and returns the setup service, the household and the id.
 func (a *api) setupCall(r *http.Request, p *auth.Principal, param string, req any) (PaymentSetup, int64, int64, error) {
-	_, setup, _, err := a.payments()
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	hh, err := householdOnly(p)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	var id int64
-	if param != "" {
-		if id, err = pathID(r, param); err != nil {
-			return nil, 0, 0, err
-		}
-	}
-	if req != nil {
-		if err := decode(r, req); err != nil {
-			return nil, 0, 0, err
-		}
-		if c, ok := req.(*confirmRequest); ok && c.Code == "" {
-			return nil, 0, 0, apperr.Field("code", "must be set")
-		}
-	}
-	return setup, hh, id, nil
-}
-
-// answer writes v with status, or returns err.
-func answer[T any](w http.ResponseWriter, status int, v T, err error) error {
-	if err != nil {
-		return err
-	}
-	writeJSON(w, status, v)
-	return nil
-}
-
-// items wraps a list as {"items": [...]}, never null.
-func items[T any](xs []T, err error) (map[string]any, error) {
-	if xs == nil {
-		xs = []T{}
-	}
-	return map[string]any{"items": xs}, err
-}
-
-// noContent answers 204, or returns err.
-func noContent(w http.ResponseWriter, err error) error {
-	if err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return opening(a.setupService, r, p, input{who: householdOnly, param: param, body: req})
 }
 
 func (a *api) listPhones(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
@@ -495,7 +468,12 @@ func (a *api) listRules(w http.ResponseWriter, r *http.Request, p *auth.Principa
 	if err != nil {
 		return err
 	}
-	out, err := items(setup.Rules(r.Context(), acc.ID))
+	rules, err := setup.Rules(r.Context(), acc.ID)
+	views := make([]ruleView, len(rules))
+	for i, x := range rules {
+		views[i] = toRuleView(x)
+	}
+	out, err := items(views, err)
 	return answer(w, http.StatusOK, out, err)
 }
 
@@ -547,7 +525,7 @@ func (a *api) enrol(w http.ResponseWriter, r *http.Request, p *auth.Principal) e
 			return err
 		}
 	}
-	got, err := setup.Enrol(r.Context(), rule)
+	got, err := ruleJSON(setup.Enrol(r.Context(), rule))
 	return answer(w, http.StatusAccepted, got, err)
 }
 
@@ -565,7 +543,7 @@ func (a *api) confirmRule(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	if err != nil {
 		return err
 	}
-	rule, err := setup.ConfirmRule(r.Context(), hh, id, req.Code)
+	rule, err := ruleJSON(setup.ConfirmRule(r.Context(), hh, id, req.Code))
 	return answer(w, http.StatusOK, rule, err)
 }
 
@@ -574,7 +552,7 @@ func (a *api) disableRule(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	if err != nil {
 		return err
 	}
-	rule, err := setup.DisableRule(r.Context(), hh, id)
+	rule, err := ruleJSON(setup.DisableRule(r.Context(), hh, id))
 	return answer(w, http.StatusOK, rule, err)
 }
 
@@ -584,11 +562,7 @@ func (a *api) devSMS(w http.ResponseWriter, r *http.Request, p *auth.Principal) 
 	if a.cfg.DevInbox == nil {
 		return apperr.New(apperr.NotFound, "this server sends real SMS: there is no development inbox")
 	}
-	_, setup, _, err := a.payments()
-	if err != nil {
-		return err
-	}
-	hh, err := householdOnly(p)
+	setup, hh, _, err := a.setupCall(r, p, "", nil)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/meterflow/meterflow/internal/billing"
 	"github.com/meterflow/meterflow/internal/device"
 	"github.com/meterflow/meterflow/internal/portal"
+	"github.com/meterflow/meterflow/internal/tariff"
 )
 
 // resourceRoutes are households, premises, meters and budgets.
@@ -172,22 +173,30 @@ func (a *api) accountMeters(w http.ResponseWriter, r *http.Request, p *auth.Prin
 
 // --- budgets ---
 
-// budgetView is a budget as the API shows and takes it. The amount is an
-// exact decimal, written as a JSON string or number.
+// budgetView is a budget as the API shows it: the amount in the account's
+// currency with its minor units ("120.50").
 type budgetView struct {
+	Scope    string `json:"scope"`
+	Amount   string `json:"amount"`
+	Percents []int  `json:"percents"`
+}
+
+// budgetInput is a budget as the API takes it. The amount is an exact
+// decimal, written as a JSON string or number.
+type budgetInput struct {
 	Scope    string          `json:"scope"`
 	Amount   decimal.Decimal `json:"amount"`
 	Percents []int           `json:"percents"`
 }
 
 type budgetsBody struct {
-	Budgets []budgetView `json:"budgets"`
+	Budgets []budgetInput `json:"budgets"`
 }
 
-func budgetViews(bs []billing.Budget) []budgetView {
+func budgetViews(bs []billing.Budget, currency string) []budgetView {
 	out := make([]budgetView, len(bs))
 	for i, b := range bs {
-		out[i] = budgetView{Scope: b.Scope, Amount: b.Amount, Percents: b.Percents}
+		out[i] = budgetView{Scope: b.Scope, Amount: tariff.FormatMoney(b.Amount, currency), Percents: b.Percents}
 	}
 	return out
 }
@@ -201,7 +210,7 @@ func (a *api) getBudgets(w http.ResponseWriter, r *http.Request, p *auth.Princip
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account_id": acc.ID, "currency": acc.Currency, "budgets": budgetViews(bs)})
+	writeJSON(w, http.StatusOK, map[string]any{"account_id": acc.ID, "currency": acc.Currency, "budgets": budgetViews(bs, acc.Currency)})
 	return nil
 }
 
@@ -231,16 +240,6 @@ func (a *api) putBudgets(w http.ResponseWriter, r *http.Request, p *auth.Princip
 	if err != nil {
 		return firstField(err)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account_id": acc.ID, "currency": acc.Currency, "budgets": budgetViews(saved)})
+	writeJSON(w, http.StatusOK, map[string]any{"account_id": acc.ID, "currency": acc.Currency, "budgets": budgetViews(saved, acc.Currency)})
 	return nil
-}
-
-// intPage reads the page parameters of a list keyed by a numeric id.
-func intPage(r *http.Request) (int, int64, error) {
-	limit, afterS, err := pageParams(r)
-	if err != nil {
-		return 0, 0, err
-	}
-	after, err := intAfter(afterS)
-	return limit, after, err
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -60,6 +61,22 @@ func TestStateChangesWriteOutboxEvents(t *testing.T) {
 		require.NoError(t, e.db.Pool.QueryRow(e.ctx, `select payload->>'failure_reason' from outbox where event_key = $1`,
 			fmt.Sprintf("payment.failed:%d", p.ID)).Scan(&reason))
 		assert.Equal(t, "declined: card_declined", reason)
+	})
+	t.Run("the amount is written with its minor units", func(t *testing.T) {
+		e := newEnv(t, &sandbox.Gateway{})
+		p, err := e.svc.Create(e.ctx, payment.NewPayment{HouseholdID: e.household, AccountID: e.account, BillID: e.bill,
+			Kind: payment.KindBill, Amount: decimal.RequireFromString("96.6"), Currency: "GBP", Payee: "Meterflow Energy",
+			PaymentMethodID: e.methods[sandbox.CardSuccess], IdempotencyKey: "ev-minor"})
+		require.NoError(t, err)
+		require.NoError(t, e.svc.SendCode(e.ctx, p.ID))
+		var amount string
+		require.NoError(t, e.db.Pool.QueryRow(e.ctx, `select payload->>'amount' from outbox where event_key = $1`,
+			fmt.Sprintf("payment.otp_sent:%d", p.ID)).Scan(&amount))
+		assert.Equal(t, "96.60", amount)
+		msgs, err := e.sms.Inbox(e.ctx, phone, 1)
+		require.NoError(t, err)
+		require.NotEmpty(t, msgs)
+		assert.Contains(t, msgs[0].Body, "to pay 96.60 GBP")
 	})
 	t.Run("expired and canceled", func(t *testing.T) {
 		e := newEnv(t, &sandbox.Gateway{})

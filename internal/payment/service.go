@@ -13,6 +13,7 @@ import (
 	"github.com/meterflow/meterflow/internal/apperr"
 	"github.com/meterflow/meterflow/internal/ledger"
 	"github.com/meterflow/meterflow/internal/otp"
+	"github.com/meterflow/meterflow/internal/tariff"
 )
 
 func errConflict(format string, args ...any) error {
@@ -293,7 +294,7 @@ func (s *Service) SendCode(ctx context.Context, paymentID int64) error {
 
 func (s *Service) codeMessage(p *Payment, code string) string {
 	return fmt.Sprintf("Meterflow: %s is your code to pay %s %s to %s for %s. It expires in %d minutes. Never share it.",
-		code, p.Amount.StringFixed(2), p.Currency, p.Payee, p.what(), int(s.otp.Policy.TTL.Minutes()))
+		code, tariff.FormatMoney(p.Amount, p.Currency), p.Currency, p.Payee, p.what(), int(s.otp.Policy.TTL.Minutes()))
 }
 
 // deliver sends a recorded message and records the outcome. A failed send
@@ -473,7 +474,7 @@ func (s *Service) settle(ctx context.Context, id int64, attempt int, res ChargeR
 			}
 			if phone != "" {
 				text := fmt.Sprintf("Meterflow receipt: %s %s paid to %s for %s (payment %d, charge %s). Thank you.",
-					p.Amount.StringFixed(2), p.Currency, p.Payee, p.what(), p.ID, p.GatewayChargeID)
+					tariff.FormatMoney(p.Amount, p.Currency), p.Currency, p.Payee, p.what(), p.ID, p.GatewayChargeID)
 				mid, err := tx.QueueSMS(ctx, SMS{HouseholdID: p.HouseholdID, To: phone, Purpose: "notice", PaymentID: p.ID, Body: text, Provider: s.cfg.SMSProvider}, now)
 				if err != nil {
 					return err
@@ -494,7 +495,7 @@ func (s *Service) settle(ctx context.Context, id int64, attempt int, res ChargeR
 			}
 			if phone != "" {
 				text := fmt.Sprintf("Meterflow: your payment of %s %s to %s did not go through. Please pay in the portal.",
-					p.Amount.StringFixed(2), p.Currency, p.Payee)
+					tariff.FormatMoney(p.Amount, p.Currency), p.Currency, p.Payee)
 				mid, err := tx.QueueSMS(ctx, SMS{HouseholdID: p.HouseholdID, To: phone, Purpose: "notice", PaymentID: p.ID, Body: text, Provider: s.cfg.SMSProvider}, now)
 				if err != nil {
 					return err
@@ -594,7 +595,7 @@ func (s *Service) ExpireDue(ctx context.Context) (int, error) {
 				return err
 			}
 			text := fmt.Sprintf("Meterflow: your payment of %s %s to %s was not confirmed in time and has expired. Nothing was charged.",
-				p.Amount.StringFixed(2), p.Currency, p.Payee)
+				tariff.FormatMoney(p.Amount, p.Currency), p.Currency, p.Payee)
 			mid, err := tx.QueueSMS(ctx, SMS{HouseholdID: p.HouseholdID, To: phone, Purpose: "notice", PaymentID: p.ID, Body: text, Provider: s.cfg.SMSProvider}, now)
 			notice = outgoing{id: mid, to: phone, text: text}
 			return err

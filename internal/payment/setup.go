@@ -12,6 +12,7 @@ import (
 	"github.com/meterflow/meterflow/internal/apperr"
 	"github.com/meterflow/meterflow/internal/otp"
 	"github.com/meterflow/meterflow/internal/phone"
+	"github.com/meterflow/meterflow/internal/tariff"
 )
 
 // Phone is a household's phone number. Codes go only to a verified one.
@@ -96,17 +97,17 @@ func (r *Rule) describe(m Method) string {
 	case TriggerBillIssued:
 		what = "pay each bill when it is issued"
 	case TriggerAccruedAbove:
-		what = fmt.Sprintf("pay your usage so far when it passes %s %s", r.AccruedAbove.StringFixed(2), r.Currency)
+		what = fmt.Sprintf("pay your usage so far when it passes %s %s", tariff.FormatMoney(r.AccruedAbove, r.Currency), r.Currency)
 	case TriggerBalanceBelow:
 		what = fmt.Sprintf("top up %s %s when your prepaid balance falls below %s %s",
-			r.TopUpAmount.StringFixed(2), r.Currency, r.BalanceBelow.StringFixed(2), r.Currency)
+			tariff.FormatMoney(r.TopUpAmount, r.Currency), r.Currency, tariff.FormatMoney(r.BalanceBelow, r.Currency), r.Currency)
 		if r.OTPFreeBelow.IsPositive() {
-			what += fmt.Sprintf(", without a code up to %s %s", r.OTPFreeBelow.StringFixed(2), r.Currency)
+			what += fmt.Sprintf(", without a code up to %s %s", tariff.FormatMoney(r.OTPFreeBelow, r.Currency), r.Currency)
 		}
 	}
 	card := strings.TrimSpace(m.Brand + " " + m.Last4)
 	return fmt.Sprintf("%s, at most %s %s without asking (larger payments always need a code), with card %s",
-		what, r.MaxAmount.StringFixed(2), r.Currency, card)
+		what, tariff.FormatMoney(r.MaxAmount, r.Currency), r.Currency, card)
 }
 
 // SetupStore persists phones, payment methods and auto-pay rules. The

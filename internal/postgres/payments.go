@@ -19,6 +19,7 @@ import (
 	"github.com/meterflow/meterflow/internal/otp"
 	"github.com/meterflow/meterflow/internal/payment"
 	"github.com/meterflow/meterflow/internal/phone"
+	"github.com/meterflow/meterflow/internal/tariff"
 )
 
 // Payments is the PostgreSQL store of payments, one-time passwords, SMS
@@ -162,7 +163,7 @@ func paymentEvent(ctx context.Context, tx pgx.Tx, p *payment.Payment) error {
 	}
 	payload, err := json.Marshal(map[string]any{
 		"payment_id": p.ID, "household_id": p.HouseholdID, "account_id": p.AccountID, "bill_id": p.BillID,
-		"kind": p.Kind, "amount": p.Amount.String(), "currency": p.Currency, "payee": p.Payee,
+		"kind": p.Kind, "amount": tariff.FormatMoney(p.Amount, p.Currency), "currency": p.Currency, "payee": p.Payee,
 		"state": p.State, "failure_reason": p.FailureReason, "confirm_by": p.ConfirmBy,
 	})
 	if err != nil {
@@ -196,34 +197,91 @@ func (s *Payments) ids(ctx context.Context, q string, args ...any) ([]int64, err
 	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }
 
-// SMSResult records the sender's answer for a message.
+// SMSResult records the sender's answer for a message. A send accepted
+// with a provider id also applies the delivery report that came before it,
+// if one was kept by SMSEarlyDelivery and has not expired: its final status
+// (delivered, undelivered, failed) replaces "sent"; a kept "sent" changes
+// nothing. SMSResult and SMSEarlyDelivery take turns on the provider id
+// (lockSMSReport), so a report is either kept before the id is recorded,
+// and applied here, or finds the message after.
 func (s *Payments) SMSResult(ctx context.Context, id int64, providerID string, sendErr error, now time.Time) error {
-	status, msg := "sent", ""
-	if sendErr != nil {
-		status, msg = "failed", sendErr.Error()
+	if sendErr != nil || providerID == "" {
+		status, msg := "sent", ""
+		if sendErr != nil {
+			status, msg = "failed", sendErr.Error()
+		}
+		_, err := s.DB.Pool.Exec(ctx, `update sms_messages set status = $2, provider_id = $3, error = $4,
+			attempts = attempts + 1, updated_at = $5 where id = $1`, id, status, providerID, msg, now)
+		if err != nil {
+			return fmt.Errorf("record sms %d: %w", id, err)
+		}
+		return nil
 	}
-	_, err := s.DB.Pool.Exec(ctx, `update sms_messages set status = $2, provider_id = $3, error = $4,
-		attempts = attempts + 1, updated_at = $5 where id = $1`, id, status, providerID, msg, now)
+	err := s.DB.InTx(ctx, func(tx pgx.Tx) error {
+		var provider string
+		err := tx.QueryRow(ctx, `select provider from sms_messages where id = $1 for update`, id).Scan(&provider)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return apperr.New(apperr.NotFound, "no sms message %d", id)
+		}
+		if err != nil {
+			return err
+		}
+		if err := lockSMSReport(ctx, tx, provider, providerID); err != nil {
+			return err
+		}
+		// The same send recorded again (its reports may have moved it on
+		// already) keeps its status; a new send starts again at "sent".
+		if _, err := tx.Exec(ctx, `update sms_messages set
+			status = case when provider_id = $2 and status <> 'queued' then status else 'sent' end,
+			error = case when provider_id = $2 and status <> 'queued' then error else '' end,
+			provider_id = $2, attempts = attempts + 1, updated_at = $3 where id = $1`, id, providerID, now); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			with r as (
+				delete from sms_early_reports where provider = $2 and provider_id = $3
+				returning status, error, expires_at
+			)
+			update sms_messages s set status = r.status, error = r.error
+			  from r
+			 where s.id = $1 and s.status = 'sent' and r.expires_at > $4 and r.status <> 'sent'`, id, provider, providerID, now)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("record sms %d: %w", id, err)
 	}
 	return nil
 }
 
-// SMSDelivery records a provider's delivery report for a message. Statuses
-// only move forward: queued, then sent, then one of delivered, undelivered
-// and failed, which is final. A report that would move a message backwards
-// or sideways (a late "sent" after "delivered", or a second final status)
-// changes nothing and is not an error, since providers do not promise to
-// report in order; a repeated report is a no-op.
-func (s *Payments) SMSDelivery(ctx context.Context, provider, providerID, status, errText string, now time.Time) error {
+// lockSMSReport takes the transaction's advisory lock on one provider id.
+func lockSMSReport(ctx context.Context, tx pgx.Tx, provider, providerID string) error {
+	_, err := tx.Exec(ctx, `select pg_advisory_xact_lock(hashtextextended('sms:' || $1 || ':' || $2, 0))`, provider, providerID)
+	return err
+}
+
+// lockSMSEarlyReports is the advisory lock under which a new report is
+// counted against the limit and kept.
+const lockSMSEarlyReports = `select pg_advisory_xact_lock(hashtextextended('sms-early-reports', 0))`
+
+// deliveryStatus checks a reported status.
+func deliveryStatus(status string) error {
 	switch status {
 	case "sent", "delivered", "failed", "undelivered":
-	default:
-		return apperr.Field("status", "unknown delivery status %q", status)
+		return nil
 	}
-	var found, changed int
-	err := s.DB.Pool.QueryRow(ctx, `
+	return apperr.Field("status", "unknown delivery status %q", status)
+}
+
+// applySMSDelivery records a report on the message with the provider id,
+// if there is one, and says whether there is. Statuses only move forward:
+// queued, then sent, then one final status. (The update runs whether or not
+// the select reads it: PostgreSQL always completes data-modifying WITH
+// statements.)
+func applySMSDelivery(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, provider, providerID, status, errText string, now time.Time) (bool, error) {
+	var found int
+	err := q.QueryRow(ctx, `
 		with m as (
 			select id, status from sms_messages where provider = $1 and provider_id = $2 for update
 		), u as (
@@ -232,13 +290,100 @@ func (s *Payments) SMSDelivery(ctx context.Context, provider, providerID, status
 			 where s.id = m.id and (m.status = 'queued' or (m.status = 'sent' and $3 <> 'sent'))
 			returning s.id
 		)
-		select (select count(*) from m), (select count(*) from u)`,
-		provider, providerID, status, errText, now).Scan(&found, &changed)
+		select count(*) from m`,
+		provider, providerID, status, errText, now).Scan(&found)
 	if err != nil {
-		return fmt.Errorf("record delivery of %s: %w", providerID, err)
+		return false, fmt.Errorf("record delivery of %s: %w", providerID, err)
 	}
-	if found == 0 {
+	return found > 0, nil
+}
+
+// SMSDelivery records a provider's delivery report for a message. Statuses
+// only move forward: queued, then sent, then one of delivered, undelivered
+// and failed, which is final. A report that would move a message backwards
+// or sideways (a late "sent" after "delivered", or a second final status)
+// changes nothing and is not an error, since providers do not promise to
+// report in order; a repeated report is a no-op. A report of a message not
+// known (yet) is an apperr not_found error: see SMSEarlyDelivery.
+func (s *Payments) SMSDelivery(ctx context.Context, provider, providerID, status, errText string, now time.Time) error {
+	if err := deliveryStatus(status); err != nil {
+		return err
+	}
+	found, err := applySMSDelivery(ctx, s.DB.Pool, provider, providerID, status, errText, now)
+	if err != nil {
+		return err
+	}
+	if !found {
 		return apperr.New(apperr.NotFound, "no message %s from %s", providerID, provider)
+	}
+	return nil
+}
+
+// SMSEarlyDelivery takes a delivery report that SMSDelivery found no
+// message for. If the send result with this provider id has been recorded
+// meanwhile, the report is recorded as by SMSDelivery. Otherwise it is kept
+// in sms_early_reports until keepUntil, for SMSResult to apply: a second
+// report of the same id is merged into the kept one by the same rule
+// (forward only), and the first keepUntil stands. Expired reports are
+// deleted here. With maxKept reports (of other ids) kept already, nothing
+// is kept and the error is apperr rate_limited.
+func (s *Payments) SMSEarlyDelivery(ctx context.Context, provider, providerID, status, errText string, now, keepUntil time.Time, maxKept int) error {
+	if err := deliveryStatus(status); err != nil {
+		return err
+	}
+	var full bool
+	err := s.DB.InTx(ctx, func(tx pgx.Tx) error {
+		if err := lockSMSReport(ctx, tx, provider, providerID); err != nil {
+			return err
+		}
+		found, err := applySMSDelivery(ctx, tx, provider, providerID, status, errText, now)
+		if err != nil || found {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
+			update sms_early_reports set status = $3, error = $4, received_at = $5
+			 where provider = $1 and provider_id = $2 and expires_at > $5
+			   and (status = 'sent' and $3 <> 'sent')`, provider, providerID, status, errText, now)
+		if err != nil {
+			return fmt.Errorf("merge early report of %s: %w", providerID, err)
+		}
+		if tag.RowsAffected() > 0 {
+			return nil
+		}
+		var kept bool
+		if err := tx.QueryRow(ctx, `select exists (select 1 from sms_early_reports
+			where provider = $1 and provider_id = $2 and expires_at > $3)`, provider, providerID, now).Scan(&kept); err != nil {
+			return fmt.Errorf("early report of %s: %w", providerID, err)
+		}
+		if kept {
+			return nil // a report as far along or further is kept already
+		}
+		if _, err := tx.Exec(ctx, lockSMSEarlyReports); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `delete from sms_early_reports where expires_at <= $1`, now); err != nil {
+			return fmt.Errorf("delete expired early reports: %w", err)
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `select count(*) from sms_early_reports`).Scan(&n); err != nil {
+			return fmt.Errorf("count early reports: %w", err)
+		}
+		if n >= maxKept {
+			full = true
+			return nil
+		}
+		_, err = tx.Exec(ctx, `insert into sms_early_reports (provider, provider_id, status, error, received_at, expires_at)
+			values ($1, $2, $3, $4, $5, $6)`, provider, providerID, status, errText, now, keepUntil)
+		if err != nil {
+			return fmt.Errorf("keep early report of %s: %w", providerID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if full {
+		return apperr.New(apperr.RateLimited, "%d reports of unknown messages are kept already", maxKept)
 	}
 	return nil
 }

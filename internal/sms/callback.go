@@ -19,13 +19,25 @@ import (
 	"github.com/meterflow/meterflow/internal/apperr"
 )
 
-// DeliveryRecorder records a provider's delivery report of a message.
+// DeliveryRecorder records a provider's delivery reports of messages.
 // postgres.Payments satisfies it. status is one of sent, delivered,
 // undelivered and failed; a report that would move a message backwards
-// (sent after delivered) must be ignored, and a report of an unknown
-// message must be an apperr not_found error.
+// (sent after delivered) must be ignored.
 type DeliveryRecorder interface {
+	// SMSDelivery records a report of a message whose send result (the
+	// provider's id) is recorded. A report of a message it does not know
+	// must be an apperr not_found error.
 	SMSDelivery(ctx context.Context, provider, providerID, status, errText string, now time.Time) error
+	// SMSEarlyDelivery takes a report that SMSDelivery did not find the
+	// message of: the provider may report before the answer to the send
+	// has reached the sender and been recorded. If the message is known by
+	// now the report is recorded as by SMSDelivery; otherwise it is kept
+	// until keepUntil, and recording the send result with this provider id
+	// applies it then (statuses still only move forward). Deciding between
+	// the two must be atomic with recording a send result, so no report
+	// falls between them. When maxKept reports are kept already it keeps
+	// nothing and returns an apperr rate_limited error.
+	SMSEarlyDelivery(ctx context.Context, provider, providerID, status, errText string, now, keepUntil time.Time, maxKept int) error
 }
 
 // Callback is the http.Handler of Twilio's status callbacks. It is safe for
@@ -35,6 +47,8 @@ type Callback struct {
 	urls     []string
 	provider string
 	maxBytes int64
+	keepFor  time.Duration
+	maxKept  int
 	rec      DeliveryRecorder
 	log      *slog.Logger
 	// Now is the clock of recorded reports.
@@ -62,6 +76,8 @@ func NewCallback(cfg Config, rec DeliveryRecorder, log *slog.Logger) (*Callback,
 		urls:     urlVariants(cfg.StatusCallbackURL),
 		provider: cfg.Provider,
 		maxBytes: cfg.MaxCallbackBytes,
+		keepFor:  cfg.EarlyReportTTL,
+		maxKept:  cfg.MaxEarlyReports,
 		rec:      rec,
 		log:      log.With("provider", cfg.Provider),
 		Now:      time.Now,
@@ -177,13 +193,22 @@ func (h *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if code := form.Get("ErrorCode"); code != "" && code != "0" {
 		errText = "twilio error " + code
 	}
-	err = h.rec.SMSDelivery(r.Context(), h.provider, sid, status, errText, h.Now())
+	now := h.Now()
+	err = h.rec.SMSDelivery(r.Context(), h.provider, sid, status, errText, now)
+	if apperr.CodeOf(err) == apperr.NotFound {
+		// Reported before the send's result was recorded. Twilio does not
+		// call again after an error answer (retries are an opt-in of the
+		// URL, and last seconds at most), so the report is kept for the
+		// message rather than refused.
+		h.log.Debug("sms callback before the send result", "sid", sid, "status", status)
+		err = h.rec.SMSEarlyDelivery(r.Context(), h.provider, sid, status, errText, now, now.Add(h.keepFor), h.maxKept)
+	}
 	switch apperr.CodeOf(err) {
 	case "":
 		w.WriteHeader(http.StatusNoContent)
-	case apperr.NotFound:
-		h.log.Warn("sms callback for an unknown message", "sid", sid, "status", status)
-		http.Error(w, "unknown message", http.StatusNotFound)
+	case apperr.RateLimited:
+		h.log.Warn("sms callback dropped: too many reports of unknown messages kept", "sid", sid, "status", status, "max", h.maxKept)
+		http.Error(w, "too many reports of unknown messages", http.StatusServiceUnavailable)
 	case apperr.Invalid:
 		http.Error(w, "invalid report", http.StatusBadRequest)
 	default:

@@ -48,6 +48,12 @@ type Config struct {
 	MaxRetryAfter time.Duration
 	// MaxCallbackBytes bounds the body of a delivery report.
 	MaxCallbackBytes int64
+	// EarlyReportTTL is how long a delivery report of a message whose send
+	// result is not recorded yet is kept for it (Twilio may report before
+	// the answer to the send reaches us, and does not report again).
+	// MaxEarlyReports bounds how many such reports are kept at once.
+	EarlyReportTTL  time.Duration
+	MaxEarlyReports int
 }
 
 // DefaultBaseURL is Twilio's API.
@@ -65,6 +71,8 @@ func DefaultConfig() Config {
 		BackoffMax:       8 * time.Second,
 		MaxRetryAfter:    30 * time.Second,
 		MaxCallbackBytes: 16 << 10,
+		EarlyReportTTL:   15 * time.Minute,
+		MaxEarlyReports:  10000,
 	}
 }
 
@@ -124,6 +132,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxCallbackBytes <= 0 {
 		errs = append(errs, errors.New("twilio max callback bytes: must be positive"))
+	}
+	if c.EarlyReportTTL <= 0 {
+		errs = append(errs, errors.New("twilio early report ttl: must be positive"))
+	}
+	if c.MaxEarlyReports < 1 {
+		errs = append(errs, errors.New("twilio max early reports: must be at least 1"))
 	}
 	return errors.Join(errs...)
 }

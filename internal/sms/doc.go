@@ -47,6 +47,14 @@
 // move forward (queued → sent → delivered, undelivered or failed); the
 // store ignores a late "sent" after "delivered".
 //
+// Twilio may report before the answer to the send has come back and the
+// message's id is recorded. Since it does not call a status callback again
+// after an error answer (retries on HTTP errors are an opt-in connection
+// override), such a report is not refused: it is kept by the store
+// (DeliveryRecorder.SMSEarlyDelivery) for Config.EarlyReportTTL, at most
+// Config.MaxEarlyReports of them, and applied when the send result is
+// recorded. Only a report with a good signature is kept.
+//
 // Neither the text of a message (it may hold a one-time password) nor the
 // full number is ever logged or put into an error.
 package sms

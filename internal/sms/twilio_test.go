@@ -75,7 +75,7 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	err := sms.Config{BaseURL: "http://api.twilio.com", StatusCallbackURL: "ftp://x"}.Validate()
 	require.Error(t, err)
 	for _, want := range []string{"account sid", "auth token", "sender", "status callback url", "base url",
-		"provider", "timeout", "max attempts", "backoff base", "max callback bytes"} {
+		"provider", "timeout", "max attempts", "backoff base", "max callback bytes", "early report ttl", "max early reports"} {
 		assert.Contains(t, err.Error(), want)
 	}
 

@@ -65,3 +65,17 @@ func roundMoney(d decimal.Decimal, minor int32) decimal.Decimal {
 func hasAtMostDecimals(d decimal.Decimal, n int32) bool {
 	return d.Equal(d.Truncate(n))
 }
+
+// FormatMoney writes an amount of currency as text with the currency's
+// minor units, trailing zeros included: "120.50" GBP, "1200" JPY, "4.500"
+// KWD. This is how amounts of money leave Meterflow (API, events, alerts).
+// It never rounds: an amount with more decimals than the minor unit (a
+// rate, or an amount not yet rounded) keeps them all, and an amount in a
+// currency this package does not know is written exactly as it is.
+func FormatMoney(d decimal.Decimal, currency string) string {
+	minor, ok := MinorUnits(currency)
+	if !ok || !hasAtMostDecimals(d, minor) {
+		return FormatDecimal(d)
+	}
+	return FormatFixed(d, minor)
+}

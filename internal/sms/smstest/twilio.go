@@ -57,6 +57,10 @@ type TwilioServer struct {
 	script   []Response
 	messages []TwilioMessage
 	requests int
+	// early are the statuses reported for the next accepted message before
+	// the send is answered; earlyCodes the answers of those reports.
+	early      []string
+	earlyCodes []int
 }
 
 // NewTwilioServer starts an emulated Messages API with fresh credentials.
@@ -89,6 +93,25 @@ func (s *TwilioServer) Script(rs ...Response) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.script = append(s.script, rs...)
+}
+
+// ReportBeforeAnswer makes the next accepted message's status callback
+// receive these statuses, one after another, before the send is answered,
+// as when a carrier reports faster than the answer travels back. The
+// message needs a StatusCallback. EarlyAnswers returns the callback's
+// answers.
+func (s *TwilioServer) ReportBeforeAnswer(statuses ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.early = append([]string(nil), statuses...)
+}
+
+// EarlyAnswers returns the HTTP statuses with which the callback answered
+// the reports made before a send was answered, in order.
+func (s *TwilioServer) EarlyAnswers() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.earlyCodes...)
 }
 
 // Requests returns how many requests reached the server.
@@ -236,7 +259,18 @@ func (s *TwilioServer) serve(w http.ResponseWriter, r *http.Request) {
 		MessagingServiceSID: f.Get("MessagingServiceSid"), Body: f.Get("Body"), StatusCallback: f.Get("StatusCallback")}
 	s.mu.Lock()
 	s.messages = append(s.messages, m)
+	early := s.early
+	s.early = nil
 	s.mu.Unlock()
+	for _, status := range early {
+		code, err := s.Report(r.Context(), m.SID, status, "")
+		if err != nil {
+			s.t.Errorf("twilio emulation: report %s before the answer: %v", status, err)
+		}
+		s.mu.Lock()
+		s.earlyCodes = append(s.earlyCodes, code)
+		s.mu.Unlock()
+	}
 	if scripted != nil {
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
